@@ -1,0 +1,152 @@
+"""The Python API: ``edgecv.load(path)`` -> a callable Detector or Segmenter.
+
+    import edgecv
+    model = edgecv.load("models/shapes-det.onnx", conf=0.3)
+    detections = model(frame)            # frame: BGR uint8 (H, W, 3), e.g. from cv2
+    for box, name, score in zip(detections.xyxy, detections.class_names, detections.scores): ...
+
+Threads: on ONNX Runtime one model may be called from several threads at once
+(``InferenceSession.run`` is thread-safe and the model keeps no per-call state);
+the thresholds (``conf``, ``iou``, ``classes``) are shared, so set them before the
+threads start. For the highest throughput on a Jetson, run one model in one worker
+thread and feed it the newest frame (what ``edgecv run`` does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecv.artifact import ModelMeta
+from edgecv.engine.base import BaseEngine
+from edgecv.engine.registry import load_engine
+from edgecv.errors import ConfigError
+from edgecv.results import Detections, Result, Segmentation
+from edgecv.vision.letterbox import LetterboxTransform, preprocess
+
+log = logging.getLogger(__name__)
+
+
+class Model:
+    """A loaded model: preprocess -> infer -> postprocess, each callable on its own (the run loop times them)."""
+
+    def __init__(self, engine: BaseEngine) -> None:
+        self.engine = engine
+        self.meta: ModelMeta = engine.meta
+        self._input_name = engine.inputs[0].name
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.meta.names
+
+    @property
+    def path(self) -> Path:
+        return self.engine.path
+
+    def preprocess(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], LetterboxTransform]:
+        """BGR uint8 (H, W, 3) -> model feeds and the letterbox transform."""
+        tensor, transform = preprocess(frame, self.meta)
+        return {self._input_name: tensor}, transform
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.engine.infer(feeds)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Result:
+        raise NotImplementedError
+
+    def __call__(self, frame: np.ndarray) -> Result:
+        feeds, transform = self.preprocess(frame)
+        return self.postprocess(self.infer(feeds), transform)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path.name}, {self.meta.num_classes} classes, {self.engine.backend})"
+
+
+class Detector(Model):
+    """Returns :class:`Detections` in original-image pixels.
+
+    Args:
+        conf: minimum score; iou: NMS IoU threshold; classes: keep only these class ids;
+        max_det: at most this many detections per image; agnostic: class-agnostic NMS.
+    """
+
+    def __init__(
+        self,
+        engine: BaseEngine,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: Sequence[int] | None = None,
+        max_det: int = 300,
+        agnostic: bool = False,
+    ) -> None:
+        super().__init__(engine)
+        if not 0 <= conf <= 1 or not 0 <= iou <= 1:
+            raise ConfigError(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        if classes is not None:
+            bad = [c for c in classes if not 0 <= c < self.meta.num_classes]
+            if bad:
+                raise ConfigError(
+                    f"class ids {bad} out of range for a model with {self.meta.num_classes} classes",
+                    hint=f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(self.names))}",
+                )
+        self.conf, self.iou, self.classes, self.max_det, self.agnostic = conf, iou, classes, max_det, agnostic
+
+    def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Detections:
+        from edgecv.vision.decode import decode_yolov8
+
+        raw = next(iter(outputs.values()))
+        xyxy, scores, class_ids = decode_yolov8(
+            raw, self.conf, self.iou, classes=self.classes, max_det=self.max_det, agnostic=self.agnostic
+        )
+        return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
+
+
+class Segmenter(Model):
+    """Returns :class:`Segmentation` (a class per pixel) at the original image size."""
+
+    def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Segmentation:
+        from edgecv.vision.segment import segment_postprocess
+
+        class_map, scores = segment_postprocess(next(iter(outputs.values())), transform)
+        return Segmentation(class_map, self.names, scores)
+
+
+def load(
+    path: str | Path,
+    *,
+    backend: str = "auto",
+    conf: float = 0.25,
+    iou: float = 0.45,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+    task: str | None = None,
+    names: Sequence[str] | None = None,
+    **engine_options: Any,
+) -> Detector | Segmenter:
+    """Load ``path`` (.onnx or .engine) and return a Detector or Segmenter, chosen by the model's task.
+
+    ``task``/``names`` describe ONNX files edgecv did not write; ``engine_options`` go
+    to the backend (ONNX Runtime: ``providers``, ``threads``).
+    """
+    engine = load_engine(path, backend, task=task, names=names, **engine_options)
+    if engine.meta.task == "detect":
+        return Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
+    return Segmenter(engine)

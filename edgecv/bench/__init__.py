@@ -1,0 +1,1 @@
+"""Stage 6: accuracy (COCO mAP, mIoU) and, later, latency benchmarks and reports."""

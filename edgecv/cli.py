@@ -1,0 +1,355 @@
+"""The ``edgecv`` command line: parse options, call the library, print results. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from edgecv import __version__
+from edgecv.errors import EXIT_BUG, EXIT_INTERRUPTED, ConfigError, EdgecvError
+from edgecv.log import console, out, progress_bar, setup_logging
+
+log = logging.getLogger("edgecv.cli")
+
+app = typer.Typer(
+    name="edgecv",
+    help="Detectors and segmenters from PyTorch to a fast real-time loop on Jetson and NVIDIA GPUs (ONNX Runtime on any CPU).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+_state = {"verbose": False, "quiet": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Turn an EdgecvError into one `error:` line + fix hint and its exit code; bugs keep a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except EdgecvError as exc:
+            if _state["verbose"]:
+                console.print(traceback.format_exc(), markup=False, highlight=False)
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception:
+            console.print(traceback.format_exc(), markup=False, highlight=False)
+            console.print("[bold red]internal error[/] (a bug in edgecv): please report it with the trace above")
+            raise typer.Exit(EXIT_BUG) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"edgecv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = None,
+) -> None:
+    _state["verbose"], _state["quiet"] = verbose, quiet
+    setup_logging(verbose, quiet)
+
+
+def _names(path: Optional[Path]) -> Optional[tuple[str, ...]]:
+    from edgecv.artifact import read_names_file
+
+    return read_names_file(path) if path else None
+
+
+def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}", hint=f"e.g. {option} 0,2") from None
+
+
+def _default_model(model: Optional[Path]) -> Path:
+    from edgecv import assets
+
+    return model if model is not None else assets.shipped(assets.DEFAULT_MODELS["detect"])
+
+
+# ---------------------------------------------------------------- export
+@app.command()
+@handle_errors
+def export(
+    source: Annotated[str, typer.Argument(help="Checkpoint (.pt) or the name of a shipped model (shapes-det, shapes-seg).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: next to the source).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state dict (shapes-det, shapes-seg).", rich_help_panel="Model")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
+    names: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
+    imgsz: Annotated[Optional[str], typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
+    static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
+    simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
+    exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
+    parity_images: Annotated[Optional[Path], typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
+    atol: Annotated[float, typer.Option(help="Parity tolerance (absolute).", rich_help_panel="Checks")] = 1e-3,
+) -> None:
+    """Export a PyTorch model to ONNX with metadata, simplify it and check it against PyTorch.
+
+    Example: edgecv export shapes-det -o shapes-det.onnx
+    """
+    from edgecv import assets
+    from edgecv.data.datasets import list_images
+    from edgecv.export import ExportConfig, export_model
+
+    src = Path(source)
+    if not src.exists() and src.suffix == "" and arch is None:
+        src = assets.shipped(source, ".pt")
+    if not src.exists():
+        raise ConfigError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
+    size = None
+    if imgsz:
+        parts = _int_list(imgsz, "--imgsz") or []
+        size = (parts[0], parts[-1])
+    cfg = ExportConfig(
+        arch=arch, num_classes=num_classes, names=_names(names), input_size=size, dynamic=not static, opset=opset,
+        simplify=simplify, exporter=exporter, atol=atol,
+        parity_images=tuple(list_images(parity_images)) if parity_images else (),
+    )
+    dest = output or src.with_suffix(".onnx")
+    with progress_bar("export", 4, _state["quiet"]) as update:
+        report = export_model(src, dest, cfg, progress=update)
+    out.print(
+        f"exported {report.path} ({report.meta.task}, {report.meta.num_classes} classes, "
+        f"{report.size_bytes / 1e6:.1f} MB, {report.exporter}) in {report.seconds:.1f} s; "
+        f"parity vs PyTorch: max abs diff {report.max_abs_diff:.2e}"
+    )
+
+
+# ---------------------------------------------------------------- info
+@app.command()
+@handle_errors
+def info(
+    model: Annotated[Path, typer.Argument(help="Model file (.onnx, .engine).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a model knows about itself: task, classes, preprocessing, inputs and outputs."""
+    from edgecv.artifact import describe_model
+
+    details = describe_model(model)
+    if as_json:
+        out.print_json(json.dumps(details))
+        return
+    from rich.table import Table
+
+    table = Table(title=str(model), show_header=False, title_justify="left")
+    for key, value in details.items():
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
+            value = "\n".join(", ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+        elif isinstance(value, dict):
+            value = "\n".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value))
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+# ---------------------------------------------------------------- eval
+@app.command("eval")
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file (.onnx, .engine).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="COCO-format or YOLO-txt dataset folder (or a COCO .json).")],
+    conf: Annotated[float, typer.Option(help="Score threshold (low for mAP).")] = 0.001,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.6,
+    max_images: Annotated[Optional[int], typer.Option(help="Evaluate the first N images only.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON.")] = None,
+) -> None:
+    """Measure accuracy: COCO mAP for detectors, mIoU for segmenters.
+
+    Example: edgecv eval models/shapes-det.onnx --data data/shapes-val
+    """
+    import edgecv
+    from edgecv.artifact import atomic_write_bytes
+    from edgecv.bench.accuracy import evaluate as run_eval
+    from edgecv.data.datasets import open_dataset
+
+    dataset = open_dataset(data)
+    loaded = edgecv.load(model, conf=conf, iou=iou, threads=threads)
+    total = min(len(dataset), max_images) if max_images else len(dataset)
+    with loaded, progress_bar("eval", total, _state["quiet"]) as update:
+        metrics = run_eval(loaded, dataset, progress=update, max_images=max_images)
+    _print_metrics(metrics)
+    if json_out:
+        atomic_write_bytes(json_out, json.dumps(metrics.to_dict(), indent=2).encode())
+
+
+def _print_metrics(metrics: Any) -> None:
+    from rich.table import Table
+
+    data = metrics.to_dict()
+    per_class = data.get("per_class_ap") or data.get("per_class_iou") or {}
+    table = Table(title="accuracy", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+        elif isinstance(value, int):
+            table.add_row(key, str(value))
+    if isinstance(per_class, dict):
+        for name, value in per_class.items():
+            table.add_row(f"  {name}", "-" if value is None or value < 0 else f"{value:.4f}")
+    out.print(table)
+
+
+# ---------------------------------------------------------------- run
+@app.command()
+@handle_errors
+def run(
+    model: Annotated[Optional[Path], typer.Argument(help="Model file (default: the shipped detector).")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Video, image, folder, glob, rtsp/http URL or GStreamer pipeline.", rich_help_panel="Input")] = None,
+    camera: Annotated[Optional[int], typer.Option(help="Camera index (V4L2).", rich_help_panel="Input")] = None,
+    realtime: Annotated[bool, typer.Option(help="Pace a file at its fps and treat it like a live camera (newest frame, drops counted).", rich_help_panel="Input")] = False,
+    reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
+    save: Annotated[Optional[Path], typer.Option(help="Write the annotated video (.mp4 / .avi).", rich_help_panel="Output")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per frame.", rich_help_panel="Output")] = None,
+    show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
+    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary (FPS, per-stage ms) as JSON.", rich_help_panel="Output")] = None,
+    conf: Annotated[float, typer.Option(help="Score threshold.", rich_help_panel="Model")] = 0.25,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.", rich_help_panel="Model")] = 0.45,
+    classes: Annotated[Optional[str], typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
+    task: Annotated[Optional[str], typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
+    names: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
+) -> None:
+    """Run a model on a camera, video, stream or images, live.
+
+    With no model and no source, runs the shipped detector on the demo video.
+    Example: edgecv run models/shapes-det.onnx --source video.mp4 --save out.mp4
+    """
+    import edgecv
+    from edgecv import assets
+    from edgecv.stream.pipeline import install_signal_handlers, run_pipeline
+    from edgecv.stream.sinks import JsonlSink, VideoSink, WindowSink
+    from edgecv.stream.sources import open_source
+
+    if source is not None and camera is not None:
+        raise ConfigError("--source and --camera are exclusive", hint="pass one of them")
+    spec: Any = camera if camera is not None else source
+    if spec is None:
+        spec = assets.demo_video()
+        log.info("no --source: using the demo video %s", spec)
+    if max_frames is not None and max_frames <= 0:
+        raise ConfigError(f"--max-frames must be positive, got {max_frames}")
+    loaded = edgecv.load(
+        _default_model(model), conf=conf, iou=iou, classes=_int_list(classes, "--classes"), task=task, names=_names(names), threads=threads
+    )
+    sinks: list[Any] = []
+    try:
+        src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout)
+        if save:
+            sinks.append(VideoSink(save, fps=src.fps or 30.0, size=src.size))
+        if jsonl:
+            sinks.append(JsonlSink(jsonl))
+        if show:
+            sinks.append(WindowSink("edgecv"))
+        status = _status_printer()
+        import threading
+
+        stop = threading.Event()
+        with install_signal_handlers(stop):
+            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=status, stop_event=stop)
+    finally:
+        for sink in sinks:
+            sink.close()
+        loaded.close()
+    _print_summary(summary, loaded)
+    if stats_json:
+        from edgecv.artifact import atomic_write_bytes
+
+        atomic_write_bytes(stats_json, json.dumps(summary.to_dict(), indent=2).encode())
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _status_printer() -> Optional[Callable[[Any], None]]:
+    if _state["quiet"] or not console.is_terminal:
+        return None
+
+    def status(summary: Any) -> None:
+        stages = " ".join(f"{name} {mean:.1f}" for name, mean, _, _ in summary.stage_rows() if name != "total")
+        console.print(f"\r{summary.frames} frames  {summary.fps:5.1f} FPS  ms: {stages}", end="", highlight=False)
+
+    return status
+
+
+def _print_summary(summary: Any, model: Any) -> None:
+    from rich.table import Table
+
+    if console.is_terminal and not _state["quiet"]:
+        console.print()
+    table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS", title_justify="left")
+    for col in ("stage", "mean ms", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for name, mean, p50, p99 in summary.stage_rows():
+        table.add_row(name, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}")
+    out.print(table)
+    d = summary.to_dict()
+    extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
+    if extras:
+        out.print("  " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
+
+
+# ---------------------------------------------------------------- synthetic data
+@app.command()
+@handle_errors
+def shapes(
+    output: Annotated[Path, typer.Argument(help="Output folder.")],
+    images: Annotated[int, typer.Option(help="Number of images.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed (the training set uses 0; pick another for held-out data).")] = 1,
+    video: Annotated[bool, typer.Option(help="Also write a demo video (demo.mp4 + ground truth).")] = False,
+) -> None:
+    """Generate a synthetic shapes dataset (COCO boxes, instance and semantic masks) for tests and demos."""
+    from edgecv.data.synthetic import write_coco_dataset, write_demo_video
+
+    if images <= 0:
+        raise ConfigError(f"--images must be positive, got {images}")
+    output.mkdir(parents=True, exist_ok=True)
+    with progress_bar("shapes", images, _state["quiet"]) as update:
+        ann = write_coco_dataset(output, images, seed=seed, progress=update)
+    out.print(f"wrote {images} images and {ann}")
+    if video:
+        path = write_demo_video(output / "demo.mp4", seed=seed)
+        out.print(f"wrote {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

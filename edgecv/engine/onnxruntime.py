@@ -1,0 +1,133 @@
+"""ONNX Runtime backend: CPU everywhere; CUDA / TensorRT execution providers when installed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.artifact import ModelMeta, infer_meta
+from edgecv.engine.base import BaseEngine, TensorSpec
+from edgecv.errors import ArtifactError, ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+# "auto" prefers a GPU provider when this onnxruntime build has one. TensorRT's EP is only used
+# when asked for: its first run builds an engine, which takes minutes on a Jetson.
+_AUTO_ORDER = ("CUDAExecutionProvider", "CPUExecutionProvider")
+_SHORT = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def _spec(node) -> TensorSpec:  # type: ignore[no-untyped-def]
+    dtype = _ORT_DTYPES.get(node.type)
+    if dtype is None:
+        raise ArtifactError(f"tensor {node.name} has unsupported type {node.type}")
+    shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+    return TensorSpec(node.name, shape, np.dtype(dtype))
+
+
+def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if providers in (None, "auto"):
+        return [p for p in _AUTO_ORDER if p in available]
+    wanted = [providers] if isinstance(providers, str) else list(providers)
+    resolved = [_SHORT.get(p.lower(), p) for p in wanted]
+    missing = [p for p in resolved if p not in available]
+    if missing:
+        raise ConfigError(
+            f"ONNX Runtime provider(s) {', '.join(missing)} not available (this build has {', '.join(available)})",
+            hint="install onnxruntime-gpu for CUDA/TensorRT (on Jetson: the wheel for your JetPack), or use --device cpu",
+        )
+    if "CPUExecutionProvider" not in resolved:
+        resolved.append("CPUExecutionProvider")
+    return resolved
+
+
+class OnnxRuntimeEngine(BaseEngine):
+    """An ``.onnx`` model on ONNX Runtime.
+
+    ``session.run`` is thread-safe, so one engine may serve several threads.
+
+    Args:
+        path: the .onnx file.
+        providers: "auto", a provider name ("cpu", "cuda", "tensorrt") or a list.
+        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+        task, names: override or supply metadata for ONNX files edgecv did not write.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        providers: Sequence[str] | str | None = None,
+        threads: int | None = None,
+        task: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.stat().st_size == 0:
+            raise ArtifactError(f"{path} is empty", hint="re-export or re-copy the model file")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        chosen = resolve_providers(providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, ... as RuntimeError subclasses
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(
+                f"{path} is not a loadable ONNX model (truncated, corrupt or not ONNX): {first}",
+                hint="re-export it with `edgecv export`, or check the copy is complete (compare file sizes/hashes)",
+            ) from exc
+        inputs = [_spec(i) for i in self.session.get_inputs()]
+        outputs = [_spec(o) for o in self.session.get_outputs()]
+        props = dict(self.session.get_modelmeta().custom_metadata_map)
+        meta = ModelMeta.from_props(props)
+        self.meta_source = "edgecv metadata" if meta else "recognised from the output layout (no edgecv metadata)"
+        if meta is None:
+            meta = infer_meta(
+                [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape],
+                [[d if isinstance(d, int) else None for d in o.shape] for o in self.session.get_outputs()],
+                task=task,
+                names=names,
+                foreign_props=props,
+            )
+            log.info("%s has no edgecv metadata; recognised a %s model (%s)", path.name, meta.task, meta.output_format)
+        else:
+            if task and task != meta.task:
+                raise ConfigError(f"--task {task} conflicts with the model's metadata (task {meta.task})")
+            if names is not None:
+                if len(names) != meta.num_classes:
+                    raise ConfigError(f"{len(names)} names given but the model has {meta.num_classes} classes")
+                meta = meta.replace(names=tuple(names))
+        super().__init__(path, meta, inputs, outputs)
+        self.providers = self.session.get_providers()
+        self._output_names = [o.name for o in outputs]
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self.session.run(self._output_names, feeds)
+        except Exception as exc:
+            raise EngineError(f"{self.path.name}: ONNX Runtime failed: {str(exc).splitlines()[0]}") from exc
+        return dict(zip(self._output_names, values))
+
+    def _close(self) -> None:
+        del self.session

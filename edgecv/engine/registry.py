@@ -1,0 +1,60 @@
+"""Choose a backend by file suffix and import it only once it is chosen."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+from typing import Any
+
+from edgecv._optional import is_available
+from edgecv.engine.base import BaseEngine
+from edgecv.errors import ArtifactError, ConfigError
+
+# backend name -> (module, class, import that must be available, suffixes)
+BACKENDS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "onnxruntime": ("edgecv.engine.onnxruntime", "OnnxRuntimeEngine", "onnxruntime", (".onnx",)),
+    "tensorrt": ("edgecv.engine.tensorrt", "TensorRTEngine", "tensorrt", (".engine", ".plan")),
+}
+
+
+def available_backends() -> list[str]:
+    return [name for name, (_, _, dep, _) in BACKENDS.items() if is_available(dep)]
+
+
+def backend_for(path: Path, backend: str = "auto") -> str:
+    if backend != "auto":
+        if backend not in BACKENDS:
+            close = difflib.get_close_matches(backend, BACKENDS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"use one of: auto, {', '.join(BACKENDS)}"
+            raise ConfigError(f"unknown backend {backend!r}", hint=hint)
+        return backend
+    suffix = Path(path).suffix.lower()
+    for name, (_, _, _, suffixes) in BACKENDS.items():
+        if suffix in suffixes:
+            return name
+    raise ArtifactError(
+        f"{path}: unknown model type {suffix or '(no suffix)'!r}",
+        hint="pass an .onnx file (ONNX Runtime) or an .engine/.plan file (TensorRT)",
+    )
+
+
+def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> BaseEngine:
+    """Open a model file with the backend that fits it.
+
+    Args:
+        path: ``.onnx`` (ONNX Runtime) or ``.engine``/``.plan`` (TensorRT).
+        backend: ``"auto"`` (by suffix) or a name from :data:`BACKENDS`.
+        options: backend options (ONNX Runtime: ``providers``, ``threads``, ``task``, ``names``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"model file not found: {path}", hint="check the path (run `edgecv run` with no model to use the shipped one)")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not a model file", hint="pass the .onnx or .engine file inside it")
+    name = backend_for(path, backend)
+    module_name, class_name, _, _ = BACKENDS[name]
+    if name == "tensorrt" and not is_available("edgecv.engine.tensorrt"):
+        raise ConfigError("this edgecv has no TensorRT backend yet", hint="convert the model to ONNX and run it with ONNX Runtime")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(path, **options)

@@ -1,0 +1,50 @@
+"""ONNX file edits that need the ``onnx`` package: metadata, dim names, atomic save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecv._optional import require
+from edgecv.artifact import META_PREFIX, ModelMeta, atomic_output
+from edgecv.errors import ArtifactError
+
+
+def load_onnx(path: Path) -> Any:
+    onnx = require("onnx")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError / ValueError variants for corrupt files
+        raise ArtifactError(f"{path} is not a readable ONNX model: {exc}", hint="re-export the model") from exc
+
+
+def set_metadata(model: Any, meta: ModelMeta) -> Any:
+    """Replace edgecv's ``metadata_props`` entries (other tools' entries are kept)."""
+    kept = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def name_dynamic_dims(model: Any, names: dict[str, list[str | None]]) -> Any:
+    """Give readable names to dims of graph inputs/outputs, e.g. ``{"images": ["batch", None, "height", "width"]}``."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        wanted = names.get(value.name)
+        if not wanted:
+            continue
+        for dim, name in zip(value.type.tensor_type.shape.dim, wanted):
+            if name and not dim.HasField("dim_value"):
+                dim.dim_param = name
+    return model
+
+
+def save_onnx(model: Any, path: Path) -> Path:
+    """Check and write ``model`` atomically as a single file (no external data; models are small)."""
+    onnx = require("onnx")
+    onnx.checker.check_model(model)
+    with atomic_output(Path(path)) as tmp:
+        onnx.save_model(model, str(tmp))
+    return Path(path)

@@ -1,0 +1,264 @@
+"""Export a built-in architecture (checkpoint or state dict) to ONNX with edgecv metadata.
+
+The pipeline is: rebuild the model -> ``torch.onnx.export`` (dynamo exporter, falling
+back to the TorchScript one) -> onnxslim -> metadata -> atomic save -> parity check
+against PyTorch on real images through the same host preprocessing ``run`` uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecv import __version__
+from edgecv._optional import require
+from edgecv.artifact import ModelMeta, file_sha256
+from edgecv.errors import ConfigError, ExportError
+from edgecv.export.graph import load_onnx, name_dynamic_dims, save_onnx, set_metadata
+from edgecv.zoo.registry import Architecture, get_architecture
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+EXPORTERS = ("dynamo", "torchscript")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """Options of ``edgecv export``.
+
+    ``input_size`` defaults to the architecture's; with ``dynamic`` the batch and the
+    image size (multiples of the stride) are left free, so ``run`` can feed
+    minimally padded letterboxes.
+    """
+
+    arch: str | None = None
+    num_classes: int | None = None
+    names: tuple[str, ...] | None = None
+    input_size: tuple[int, int] | None = None
+    dynamic: bool = True
+    opset: int = 18
+    simplify: bool = True
+    exporter: str = "dynamo"
+    parity_images: Sequence[Path] = field(default_factory=tuple)
+    parity_count: int = 4
+    atol: float = 1e-3
+    rtol: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise ConfigError(f"unknown exporter {self.exporter!r}", hint=f"use one of {', '.join(EXPORTERS)}")
+        if self.opset < 17:
+            raise ConfigError(f"opset {self.opset} is too old", hint="use --opset 17 or newer (TensorRT 10 parses 17-20)")
+        if self.input_size is not None and min(self.input_size) <= 0:
+            raise ConfigError(f"input size must be positive, got {self.input_size}")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    meta: ModelMeta
+    max_abs_diff: float  # ONNX Runtime vs PyTorch on the parity images (within tolerance, else ExportError)
+    exporter: str
+    seconds: float
+    size_bytes: int
+
+
+def load_torch_model(source: Path, cfg: ExportConfig) -> tuple[Any, Architecture, tuple[str, ...]]:
+    """Rebuild an nn.Module from an edgecv checkpoint, or from a plain state dict + ``cfg.arch``."""
+    torch = require("torch")
+    from edgecv.zoo.checkpoint import load_checkpoint, load_state_dict_strict
+
+    source = Path(source)
+    payload = None
+    if source.suffix in (".pt", ".pth") and cfg.arch is None:
+        model, info = load_checkpoint(source)
+        arch = get_architecture(info["arch"])
+        names = cfg.names or tuple(info["names"])
+        if len(names) != len(info["names"]):
+            raise ConfigError(f"{len(names)} names given for a model with {len(info['names'])} classes")
+        return model, arch, names
+    if cfg.arch is None:
+        raise ConfigError(f"cannot tell the architecture of {source}", hint="pass --arch NAME (see `edgecv export --help`)")
+    arch = get_architecture(cfg.arch)
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExportError(
+            f"cannot load {source} as a weights-only state dict: {str(exc).splitlines()[0]}",
+            hint="save weights with torch.save(model.state_dict(), path)",
+        ) from exc
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise ExportError(f"{source} holds no state dict", hint="save weights with torch.save(model.state_dict(), path)")
+    num_classes = cfg.num_classes or (len(cfg.names) if cfg.names else None)
+    if num_classes is None:
+        raise ConfigError("--num-classes or --names is needed with a plain state dict")
+    model = arch.build(num_classes)
+    load_state_dict_strict(model, state, source)
+    names = cfg.names or tuple(f"class{i}" for i in range(num_classes))
+    if len(names) != num_classes:
+        raise ConfigError(f"{len(names)} names given but --num-classes is {num_classes}")
+    return model.eval(), arch, names
+
+
+def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *, progress: Progress | None = None) -> ExportReport:
+    """Export ``source`` (checkpoint / state dict) to ``out`` (.onnx). See :class:`ExportConfig`.
+
+    Raises:
+        ExportError: tracing failed, or ONNX Runtime disagrees with PyTorch beyond tolerance
+            (the file is still written, so it can be inspected; the report says so).
+    """
+    torch = require("torch")
+    start = time.time()
+    steps = 4
+
+    def step(i: int) -> None:
+        if progress:
+            progress(i, steps)
+
+    model, arch, names = load_torch_model(source, cfg)
+    size = cfg.input_size or arch.input_size
+    if cfg.dynamic and (size[0] % arch.stride or size[1] % arch.stride):
+        raise ConfigError(f"input size {size} is not a multiple of the model stride {arch.stride}")
+    step(0)
+    meta = ModelMeta(
+        task=arch.task,
+        names=tuple(names),
+        input_size=(int(size[0]), int(size[1])),
+        output_format=arch.output_format,
+        dynamic=cfg.dynamic,
+        stride=arch.stride,
+        arch=arch.name,
+        source_hash=file_sha256(Path(source))[:16],
+        edgecv_version=__version__,
+    )
+    example = torch.zeros(1, 3, *meta.input_size)
+    with tempfile.TemporaryDirectory(prefix="edgecv-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        exporter = _torch_export(model, example, raw, cfg, arch)
+        step(1)
+        onnx_model = load_onnx(raw)
+    if cfg.simplify:
+        onnx_model = _simplify(onnx_model)
+    step(2)
+    dims = {"images": ["batch", None, "height", "width"], "output0": ["batch", None, "anchors" if arch.task == "detect" else "height", None if arch.task == "detect" else "width"]}
+    name_dynamic_dims(onnx_model, dims if cfg.dynamic else {})
+    onnx_model.producer_name = "edgecv"
+    onnx_model.producer_version = __version__
+    set_metadata(onnx_model, meta)
+    save_onnx(onnx_model, out)
+    step(3)
+    diff = parity_check(model, out, meta, cfg)
+    step(4)
+    return ExportReport(Path(out), meta, diff, exporter, time.time() - start, Path(out).stat().st_size)
+
+
+def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: Architecture) -> str:
+    """Run torch.onnx.export; the dynamo exporter first (TorchScript is deprecated), then the fallback."""
+    torch = require("torch")
+    import warnings
+
+    order = ["dynamo", "torchscript"] if cfg.exporter == "dynamo" else ["torchscript"]
+    errors = []
+    for exporter in order:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                if exporter == "dynamo":
+                    kwargs: dict[str, Any] = {}
+                    if cfg.dynamic:
+                        dim = torch.export.Dim
+                        kwargs["dynamic_shapes"] = {
+                            "x": {
+                                0: dim("batch", min=1, max=256),
+                                2: arch.stride * dim("h", min=1, max=4096 // arch.stride),
+                                3: arch.stride * dim("w", min=1, max=4096 // arch.stride),
+                            }
+                        }
+                    torch.onnx.export(
+                        model, (example,), str(out), dynamo=True, opset_version=cfg.opset, input_names=["images"],
+                        output_names=["output0"], external_data=False, verbose=False, **kwargs,
+                    )
+                else:
+                    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}} if cfg.dynamic else None
+                    torch.onnx.export(
+                        model, (example,), str(out), dynamo=False, opset_version=min(cfg.opset, 20),
+                        input_names=["images"], output_names=["output0"], dynamic_axes=axes,
+                    )
+            return exporter
+        except Exception as exc:  # exporters raise many types; report them together
+            log.debug("%s exporter failed", exporter, exc_info=True)
+            errors.append(f"{exporter}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if len(order) > 1 and exporter == order[0]:
+                log.warning("dynamo exporter failed (%s); retrying with the TorchScript exporter", errors[-1])
+    raise ExportError("torch.onnx.export failed: " + " | ".join(errors), hint="run with --verbose for the full trace")
+
+
+def _simplify(onnx_model: Any) -> Any:
+    onnxslim = require("onnxslim")
+    try:
+        return onnxslim.slim(onnx_model)
+    except Exception as exc:  # a simplifier bug must not cost the user the export
+        log.warning("onnxslim failed (%s); keeping the unsimplified graph", exc)
+        return onnx_model
+
+
+def parity_images(meta: ModelMeta, cfg: ExportConfig) -> list[np.ndarray]:
+    """BGR uint8 images for the parity check: the user's, else synthetic shapes scenes (4:3 and square)."""
+    import cv2
+
+    images = []
+    for path in list(cfg.parity_images)[: cfg.parity_count]:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ConfigError(f"cannot read parity image {path}")
+        images.append(image)
+    if not images:
+        from edgecv.data.synthetic import make_scene
+
+        rng = np.random.default_rng(123)
+        h, w = meta.input_size
+        shapes = [(h, w), (h * 3 // 4 * 2, w * 2), (h, w * 4 // 3)]
+        images = [make_scene(rng, *shapes[i % len(shapes)])[0] for i in range(cfg.parity_count)]
+    return images
+
+
+def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig) -> float:
+    """Max |ONNX Runtime - PyTorch| over the parity images, through the runtime's preprocessing.
+
+    Raises:
+        ExportError: some element differs by more than ``atol + rtol * |torch|``.
+    """
+    torch = require("torch")
+    import onnxruntime as ort
+
+    from edgecv.vision.letterbox import preprocess
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for image in parity_images(meta, cfg):
+        x, _ = preprocess(image, meta)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} for input {x.shape}")
+        diff = np.abs(got - ref)
+        worst = max(worst, float(diff.max()))
+        bad = diff > cfg.atol + cfg.rtol * np.abs(ref)
+        if bad.any():
+            raise ExportError(
+                f"ONNX Runtime and PyTorch disagree: max abs diff {diff.max():.3g} on input {x.shape} "
+                f"({int(bad.sum())} elements beyond atol {cfg.atol} + rtol {cfg.rtol}); the file was written to {onnx_path} for inspection",
+                hint="try --exporter torchscript or --no-simplify, and report the model if it persists",
+            )
+    log.info("parity: max abs diff %.3g over %d images", worst, cfg.parity_count)
+    return worst

@@ -1,0 +1,1 @@
+"""Pure numpy/OpenCV image ops: letterbox, decode, NMS, segmentation post-processing, drawing."""

@@ -1,0 +1,79 @@
+"""Decode raw detector outputs into boxes, scores and class ids (model-input pixels)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgecv.vision.nms import nms
+
+
+def decode_yolov8(
+    output: np.ndarray,
+    conf: float,
+    iou: float,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+    agnostic: bool = False,
+    pre_nms_topk: int = 30000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode one image of the Ultralytics YOLOv8 raw layout, as Ultralytics does for single-label NMS.
+
+    Steps: best class per anchor; keep anchors whose best score is > ``conf``
+    (the argmax runs only on those); keep those whose best class is in
+    ``classes`` (an anchor whose best class is filtered out is dropped, even if
+    another allowed class scores above ``conf``, as in Ultralytics); keep the
+    ``pre_nms_topk`` highest scores; class-aware NMS (:func:`edgecv.vision.nms.nms`,
+    torchvision semantics) unless ``agnostic``; at most ``max_det`` boxes.
+
+    Args:
+        output: (B, 4 + nc, A) or (4 + nc, A); rows cx, cy, w, h in model-input
+            pixels, then nc class scores already passed through a sigmoid. Only
+            batch index 0 is decoded. Other dtypes (float16) are read as float32.
+            The transposed (A, 4 + nc) layout is not accepted: transpose it first.
+        conf: score threshold (strict ``>``).
+        iou: NMS IoU threshold (strict ``>`` suppresses).
+        classes: class ids to keep, or None for all.
+        max_det: keep at most this many boxes.
+        agnostic: one NMS over all classes instead of one per class.
+        pre_nms_topk: at most this many candidates enter NMS (highest scores).
+
+    Returns:
+        xyxy: (K, 4) float32 x1 y1 x2 y2 in model-input pixels (not clipped),
+        scores: (K,) float32, class_ids: (K,) int32; by descending score.
+
+    Raises:
+        ValueError: ``output`` does not have the layout above, or ``max_det`` /
+            ``pre_nms_topk`` is negative.
+    """
+    out = np.asarray(output)
+    if out.ndim == 3 and out.shape[0] >= 1:
+        out = out[0]
+    if out.ndim != 2 or out.shape[0] < 5:
+        raise ValueError(f"expected a YOLOv8 output (B, 4 + nc, anchors) or (4 + nc, anchors), got {np.shape(output)}")
+    if max_det < 0 or pre_nms_topk < 0:
+        raise ValueError(f"max_det and pre_nms_topk must be >= 0, got {max_det} and {pre_nms_topk}")
+    if out.dtype != np.float32:
+        out = out.astype(np.float32)
+
+    cls_scores = out[4:]
+    best = cls_scores.max(axis=0)
+    cand = np.flatnonzero(best > conf)
+    score = best[cand]
+    class_ids = cls_scores[:, cand].argmax(axis=0).astype(np.int32)
+    if classes is not None:
+        allowed = np.isin(class_ids, np.asarray(list(classes), dtype=np.int64))
+        cand, score, class_ids = cand[allowed], score[allowed], class_ids[allowed]
+    if cand.size > pre_nms_topk:
+        top = np.sort(np.argsort(-score, kind="stable")[:pre_nms_topk])
+        cand, score, class_ids = cand[top], score[top], class_ids[top]
+
+    cxcywh = out[:4, cand]
+    half = cxcywh[2:] / 2
+    xyxy = np.empty((cand.size, 4), np.float32)
+    xyxy[:, :2] = (cxcywh[:2] - half).T
+    xyxy[:, 2:] = (cxcywh[:2] + half).T
+
+    keep = nms(xyxy, score, None if agnostic else class_ids, iou, max_det)
+    return xyxy[keep], score[keep], class_ids[keep]

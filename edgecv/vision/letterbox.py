@@ -1,0 +1,110 @@
+"""Letterbox resize that remembers its transform, and the host preprocessing built on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgecv.artifact import ModelMeta
+
+
+@dataclass(frozen=True, slots=True)
+class LetterboxTransform:
+    """How an image of ``src_size`` was mapped into the model input of ``dst_size``.
+
+    ``dst = src * scale + (pad_x, pad_y)``; sizes are (height, width).
+    """
+
+    src_size: tuple[int, int]
+    dst_size: tuple[int, int]
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def boxes_to_src(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map (N, 4) boxes from model-input pixels back to the original image, clipped to it."""
+        out = np.empty_like(xyxy, dtype=np.float32)
+        out[:, [0, 2]] = (xyxy[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (xyxy[:, [1, 3]] - self.pad_y) / self.scale
+        h, w = self.src_size
+        np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
+        np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+        return out
+
+    def boxes_to_dst(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map (N, 4) boxes from the original image into model-input pixels."""
+        out = np.asarray(xyxy, dtype=np.float32).copy()
+        out[:, [0, 2]] = out[:, [0, 2]] * self.scale + self.pad_x
+        out[:, [1, 3]] = out[:, [1, 3]] * self.scale + self.pad_y
+        return out
+
+    def content_window(self) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) of the resized image inside the padded model input."""
+        h, w = self.src_size
+        y0, x0 = int(round(self.pad_y)), int(round(self.pad_x))
+        return y0, y0 + int(round(h * self.scale)), x0, x0 + int(round(w * self.scale))
+
+
+def letterbox(
+    image: np.ndarray,
+    size: tuple[int, int],
+    *,
+    pad_value: int = 114,
+    stride: int | None = None,
+) -> tuple[np.ndarray, LetterboxTransform]:
+    """Resize ``image`` to fit ``size`` (h, w) keeping its aspect ratio, then pad, centred.
+
+    With ``stride`` set (models with dynamic input size), padding is minimal: each
+    side is padded only up to the next multiple of ``stride`` instead of to ``size``,
+    so a 4:3 frame into a 320x320 model becomes 320x256 (fewer pixels, faster).
+
+    Args:
+        image: (H, W, 3) uint8.
+        size: target (height, width).
+    Returns:
+        (h', w', 3) uint8 padded image and the transform that maps boxes back.
+    """
+    src_h, src_w = image.shape[:2]
+    dst_h, dst_w = size
+    scale = min(dst_h / src_h, dst_w / src_w)
+    new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
+    if stride:
+        out_h = min(dst_h, -(-new_h // stride) * stride)
+        out_w = min(dst_w, -(-new_w // stride) * stride)
+    else:
+        out_h, out_w = dst_h, dst_w
+    if (new_w, new_h) != (src_w, src_h):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    else:
+        resized = image
+    pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
+    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    bottom, right = out_h - new_h - top, out_w - new_w - left
+    if top or bottom or left or right:
+        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return resized, LetterboxTransform((src_h, src_w), (out_h, out_w), scale, float(left), float(top))
+
+
+def preprocess(image: np.ndarray, meta: ModelMeta) -> tuple[np.ndarray, LetterboxTransform]:
+    """BGR uint8 frame -> model input tensor, as the model's metadata prescribes.
+
+    Returns (1, 3, h, w) float32 normalized (or (1, h, w, 3) uint8 BGR when the
+    model does its own preprocessing in the graph) and the letterbox transform.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.shape} {image.dtype}")
+    boxed, transform = letterbox(
+        image, meta.input_size, pad_value=meta.pad_value, stride=meta.stride if meta.dynamic else None
+    )
+    if meta.preprocess_in_graph:
+        return boxed[None], transform
+    if meta.color == "RGB":
+        boxed = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB)
+    x = boxed.astype(np.float32) * np.float32(1 / 255)
+    if any(meta.mean) or any(s != 1 for s in meta.std):
+        x -= np.asarray(meta.mean, np.float32)
+        x /= np.asarray(meta.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), transform

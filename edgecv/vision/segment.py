@@ -1,0 +1,132 @@
+"""Semantic-segmentation post-processing: letterboxed logits -> class map at original size.
+
+The result is what bilinearly resizing the C logit planes to the original image
+and taking the per-pixel argmax gives (the accurate choice; argmax first and
+then a nearest resize gives blocky, shifted edges), without paying for it on
+every pixel. Where the four low-resolution neighbours of an output pixel agree
+on the argmax, any convex combination of them (which is what bilinear
+interpolation is) has that same argmax, so the class is copied. Only pixels
+near a class edge have their C logits interpolated and compared. For a
+512 x 288 content window with 21 classes upsampled to 1920 x 1080 this is
+several times faster than resizing the logits, whose cost grows with
+C x H x W (and OpenCV 5 resizes at most 128 channels at once).
+
+Scores are the softmax probability of the winning class computed at model
+resolution and bilinearly upsampled, so near an edge they blend the two sides'
+confidences. Exact per-pixel softmax at full resolution would cost C
+exponentials per output pixel (about a second at 1080p on 2 cores).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edgecv.vision.letterbox import LetterboxTransform
+
+
+def segment_postprocess(logits: np.ndarray, transform: LetterboxTransform) -> tuple[np.ndarray, np.ndarray]:
+    """Crop the letterbox padding, upsample to the original image and pick a class per pixel.
+
+    Args:
+        logits: (1, C, h, w) or (C, h, w) float32 class logits (batch index 0 is
+            used). (h, w) is normally the model input size ``transform.dst_size``;
+            a lower-resolution map (e.g. stride 4 or 8) covering the same input
+            is also accepted. C == 1 is a binary sigmoid output: class 1 where
+            the logit is > 0.
+        transform: the letterbox transform the input was made with.
+
+    Returns:
+        class_map: (H, W) int32 class per pixel, H, W = ``transform.src_size``.
+        scores: (H, W) float32 softmax probability of the chosen class (see the
+        module docstring for how it is computed).
+
+    Raises:
+        ValueError: ``logits`` is not (1, C, h, w) or (C, h, w).
+    """
+    arr = np.asarray(logits)
+    if arr.ndim == 4 and arr.shape[0] >= 1:
+        arr = arr[0]
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        raise ValueError(f"logits must be (1, C, h, w) or (C, h, w), got {np.shape(logits)}")
+    out_h, out_w = transform.src_size
+    in_h, in_w = transform.dst_size
+    y0, y1, x0, x1 = transform.content_window()
+    _, h, w = arr.shape
+    ys = _axis_map(y0 * h / in_h, y1 * h / in_h, out_h, h)
+    xs = _axis_map(x0 * w / in_w, x1 * w / in_w, out_w, w)
+
+    # Only the logit rows/columns the output reads from (the content window, plus one neighbour).
+    r0, r1 = int(ys[0].min()), int(ys[1].max()) + 1
+    c0, c1 = int(xs[0].min()), int(xs[1].max()) + 1
+    crop = np.ascontiguousarray(arr[:, r0:r1, c0:c1], dtype=np.float32)
+    if crop.shape[0] == 1:  # binary sigmoid logit l -> softmax over (0, l) == (1 - sigmoid, sigmoid)
+        crop = np.concatenate([np.zeros_like(crop), crop])
+    n_cls, _, crop_w = crop.shape
+    yi0, yi1, fy = ys[0] - r0, ys[1] - r0, ys[2]
+    xi0, xi1, fx = xs[0] - c0, xs[1] - c0, xs[2]
+
+    labels, peak = _argmax0(crop)
+    # agree[i, j]: the 2x2 cell with top-left (i, j) has one label (edges replicated).
+    below = np.concatenate([labels[1:], labels[-1:]], axis=0)
+    agree = (labels == below) & (labels == np.concatenate([labels[:, 1:], labels[:, -1:]], axis=1))
+    agree &= labels == np.concatenate([below[:, 1:], below[:, -1:]], axis=1)
+
+    class_map = labels.take(yi0, axis=0).take(xi0, axis=1).astype(np.int32)
+    py, px = np.nonzero(~agree.take(yi0, axis=0).take(xi0, axis=1))
+    if py.size:  # pixels near a class edge: interpolate all C logits, then argmax
+        flat = crop.reshape(n_cls, -1)
+        wy, wx = fy[py], fx[px]
+        top, bottom, left, right = yi0[py] * crop_w, yi1[py] * crop_w, xi0[px], xi1[px]
+        def at(i: np.ndarray) -> np.ndarray:
+            return np.take(flat, i, axis=1)  # ~3x faster than flat[:, i]
+
+        upper = at(top + left) * (1 - wx) + at(top + right) * wx
+        lower = at(bottom + left) * (1 - wx) + at(bottom + right) * wx
+        upper *= 1 - wy
+        lower *= wy
+        upper += lower
+        class_map[py, px] = _argmax0(upper)[0]
+
+    # max softmax probability = 1 / sum(exp(l - max l)), at model resolution
+    shifted = crop - peak  # crop may be a view of the caller's logits: never write into it
+    prob = np.reciprocal(np.exp(shifted, out=shifted).sum(axis=0))
+    # Same sampling as the class map: dst pixel x reads src (x + 0.5) * scale + start - 0.5.
+    affine = np.array([[xs[3], 0, xs[4] - c0], [0, ys[3], ys[4] - r0]], np.float64)
+    scores = cv2.warpAffine(
+        prob, affine, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    return class_map, scores
+
+
+def _argmax0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax (first maximum) and max over axis 0 of (C, ...) float32; a loop over C beats
+    ``np.argmax(axis=0)``, which transposes. Labels are uint8 for C <= 256, else int32."""
+    best = x[0].copy()
+    labels = np.zeros(x.shape[1:], np.uint8 if x.shape[0] <= 256 else np.int32)
+    higher = np.empty(x.shape[1:], bool)
+    for c in range(1, x.shape[0]):
+        np.greater(x[c], best, out=higher)
+        np.putmask(labels, higher, c)
+        np.maximum(best, x[c], out=best)
+    return labels, best
+
+
+def _axis_map(start: float, stop: float, n_out: int, n_src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Bilinear sampling along one axis, pixel centres aligned (OpenCV's INTER_LINEAR convention).
+
+    Output pixel ``i`` reads source coordinate ``(i + 0.5) * scale + start - 0.5``
+    with ``scale = (stop - start) / n_out``, clamped to the source.
+
+    Returns:
+        i0, i1: (n_out,) intp neighbour indices; frac: (n_out,) float32 weight of ``i1``;
+        scale and offset of the affine map ``src = scale * i + offset``.
+    """
+    scale = (stop - start) / n_out
+    offset = 0.5 * scale + start - 0.5
+    pos = np.arange(n_out, dtype=np.float64) * scale + offset
+    np.clip(pos, 0, n_src - 1, out=pos)
+    i0 = np.floor(pos).astype(np.intp)
+    frac = (pos - i0).astype(np.float32)
+    i1 = np.minimum(i0 + 1, n_src - 1)
+    return i0, i1, frac, scale, offset

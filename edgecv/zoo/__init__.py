@@ -1,0 +1,1 @@
+"""Built-in architectures (PyTorch; needs the ``export`` extra, imported lazily)."""

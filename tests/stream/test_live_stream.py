@@ -1,0 +1,123 @@
+"""A live network stream on loopback: newest-frame hand-off, reconnect, give up.
+
+An ffmpeg binary (from imageio-ffmpeg) serves a generated clip in real time as
+MJPEG in Matroska over TCP on 127.0.0.1 (``?listen=1``: it accepts one client
+and exits when killed). Matroska/MJPEG is what OpenCV's FFmpeg backend opened
+fastest and most reliably here (MJPEG in MPEG-TS is a private stream it cannot
+decode); every frame is intra-coded, so a reconnect decodes at once. Without
+``-flush_packets 1 -cluster_time_limit 0`` the muxer sends ~0.6 s clusters in
+bursts, which is not what a camera does.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from streamkit import frame_index, write_video
+
+from edgecv.errors import SourceError
+from edgecv.stream import Source, open_source
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class StreamServer:
+    """``ffmpeg -re -stream_loop -1 -i clip -c:v mjpeg -f matroska tcp://127.0.0.1:PORT?listen=1``."""
+
+    def __init__(self, video: Path, port: int) -> None:
+        self.cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "quiet", "-nostdin",
+            "-re", "-stream_loop", "-1", "-i", str(video),
+            "-c:v", "mjpeg", "-q:v", "3", "-flush_packets", "1", "-cluster_time_limit", "0",
+            "-f", "matroska", f"tcp://127.0.0.1:{port}?listen=1",
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+def _open_when_listening(url: str, deadline_s: float, **kwargs: object) -> Source:
+    """Open the stream, retrying while ffmpeg starts listening (a refused connection fails at once)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            return open_source(url, **kwargs)  # type: ignore[arg-type]
+        except SourceError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+def test_live_stream_latest_frame_reconnect_and_give_up(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", n=90, fps=30.0)  # a 3 s loop
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    server = StreamServer(video, port)
+    server.start()
+    src: Source | None = None
+    try:
+        src = _open_when_listening(
+            url, 10.0, open_timeout_s=3.0, read_timeout_s=1.0, max_reconnect_s=3.0, backoff_s=(0.1, 0.4)
+        )
+        assert src.is_live and src.kind == "stream" and src.size == (64, 48)
+
+        # 1. slow consumer (10 fps on a 30 fps stream): newest frames, drops counted, bounded age
+        contents: list[int] = []
+        indices: list[int] = []
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            frame = src.read(timeout=1.0)
+            assert frame is not None, "the stream stalled"
+            indices.append(frame.index)
+            contents.append(frame_index(frame.image))
+            time.sleep(0.1)
+        assert indices == sorted(set(indices)) and len(indices) >= 8
+        assert src.stats.frames_dropped >= 10, src.stats
+        steps = [(b - a) % 90 for a, b in zip(contents, contents[1:], strict=False)]
+        assert sorted(steps)[len(steps) // 2] >= 2, contents  # typically ~3 frames apart: skipping, not queueing
+        assert src.stats.age.max < 300.0 and src.stats.age.percentile(50) < 60.0, src.stats.age
+
+        # 2. the server dies and comes back: the source reconnects and frames flow again
+        server.kill()
+        killed = time.monotonic()
+        time.sleep(0.5)
+        server.start()
+        got_after = 0
+        end = time.monotonic() + 8.0
+        while time.monotonic() < end and got_after < 5:
+            frame = src.read(timeout=0.5)
+            if frame is not None and src.stats.reconnects >= 1 and frame.timestamp > killed + 0.5:
+                got_after += 1
+        assert src.stats.reconnects >= 1 and got_after == 5, src.stats
+
+        # 3. the server dies for good: SourceError after max_reconnect_s, never a hang
+        server.kill()
+        killed = time.monotonic()
+        with pytest.raises(SourceError, match="did not come back within 3 s") as info:
+            while time.monotonic() - killed < 10.0:
+                src.read(timeout=0.5)
+        waited = time.monotonic() - killed
+        assert 2.5 < waited < 8.0, waited
+        assert "--max-reconnect" in (info.value.hint or "")
+    finally:
+        server.kill()
+        if src is not None:
+            src.close()
+    assert src._thread is not None and not src._thread.is_alive()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecv.artifact import ModelMeta
+from edgecv.vision.letterbox import letterbox, preprocess
+
+
+@pytest.mark.parametrize("src", [(480, 640), (640, 480), (256, 256), (100, 333)])
+def test_boxes_round_trip_through_the_transform(src: tuple[int, int]) -> None:
+    image = np.zeros((*src, 3), np.uint8)
+    out, t = letterbox(image, (256, 256))
+    assert out.shape == (256, 256, 3)
+    boxes = np.array([[5, 7, src[1] - 3, src[0] - 2], [0, 0, 10, 10]], np.float32)
+    np.testing.assert_allclose(t.boxes_to_src(t.boxes_to_dst(boxes)), boxes, atol=1e-3)
+
+
+def test_content_lands_where_the_transform_says() -> None:
+    image = np.full((480, 640, 3), 255, np.uint8)
+    out, t = letterbox(image, (320, 320), pad_value=0)
+    y0, y1, x0, x1 = t.content_window()
+    assert (y0, y1, x0, x1) == (40, 280, 0, 320)
+    assert out[y0:y1, x0:x1].min() == 255 and out[:y0].max() == 0 and out[y1:].max() == 0
+
+
+def test_minimal_padding_for_dynamic_models() -> None:
+    out, t = letterbox(np.zeros((480, 640, 3), np.uint8), (320, 320), stride=32)
+    assert out.shape == (256, 320, 3)  # 240 rows padded only to the next multiple of 32
+    assert t.pad_y == 8 and t.scale == 0.5
+
+
+def test_preprocess_follows_metadata() -> None:
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[..., 2] = 255  # red in BGR
+    meta = ModelMeta("detect", ("a",), (32, 32), "yolov8", dynamic=False, pad_value=0)
+    x, _ = preprocess(image, meta)
+    assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x[0, 0, 16, 16] == 1.0 and x[0, 2, 16, 16] == 0.0  # RGB order, scaled to [0, 1]
+    norm = meta.replace(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    y, _ = preprocess(image, norm)
+    assert y[0, 0, 16, 16] == 1.0 and y[0, 1, 16, 16] == -1.0
+    in_graph = meta.replace(preprocess_in_graph=True)
+    z, _ = preprocess(image, in_graph)
+    assert z.shape == (1, 32, 32, 3) and z.dtype == np.uint8
+    with pytest.raises(ValueError, match="BGR uint8"):
+        preprocess(image.astype(np.float32), meta)
