@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import logging
 import sys
 import traceback
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
+from rich.markup import escape
 
 from edgecv import __version__
 from edgecv.errors import EXIT_BUG, EXIT_INTERRUPTED, ConfigError, EdgecvError
@@ -42,9 +44,9 @@ def handle_errors(func: F) -> F:
         except EdgecvError as exc:
             if _state["verbose"]:
                 console.print(traceback.format_exc(), markup=False, highlight=False)
-            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+                console.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("interrupted")
@@ -116,7 +118,11 @@ def export(
     Example: edgecv export shapes-det -o shapes-det.onnx
     """
     from edgecv import assets
+    from edgecv._optional import require
     from edgecv.data.datasets import list_images
+
+    require("torch")
+    require("onnx")
     from edgecv.export import ExportConfig, export_model
 
     src = Path(source)
@@ -255,17 +261,20 @@ def run(
 
     if source is not None and camera is not None:
         raise ConfigError("--source and --camera are exclusive", hint="pass one of them")
-    spec: Any = camera if camera is not None else source
-    if spec is None:
-        spec = assets.demo_video()
-        log.info("no --source: using the demo video %s", spec)
     if max_frames is not None and max_frames <= 0:
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
+    if stats_json and not stats_json.parent.is_dir():
+        raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
     loaded = edgecv.load(
         _default_model(model), conf=conf, iou=iou, classes=_int_list(classes, "--classes"), task=task, names=_names(names), threads=threads
     )
+    src = None
     sinks: list[Any] = []
     try:
+        spec: Any = camera if camera is not None else source
+        if spec is None:
+            spec = assets.demo_video()
+            log.info("no --source: using the demo video %s", spec)
         src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout)
         if save:
             sinks.append(VideoSink(save, fps=src.fps or 30.0, size=src.size))
@@ -273,15 +282,14 @@ def run(
             sinks.append(JsonlSink(jsonl))
         if show:
             sinks.append(WindowSink("edgecv"))
-        status = _status_printer()
-        import threading
-
         stop = threading.Event()
         with install_signal_handlers(stop):
-            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=status, stop_event=stop)
-    finally:
+            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=_status_printer(), stop_event=stop)
+    finally:  # run_pipeline closes them too; this covers a failure before it started (close is idempotent)
         for sink in sinks:
             sink.close()
+        if src is not None:
+            src.close()
         loaded.close()
     _print_summary(summary, loaded)
     if stats_json:

@@ -172,18 +172,21 @@ class StageTimings:
 
 @dataclass(slots=True)
 class FrameResult:
-    """One processed frame: its index in the source, capture time, timings and result."""
+    """One processed frame: its index in the source, capture time, timings and result.
+
+    ``age_ms`` is how old the frame was when processing began (live sources);
+    ``path`` is the image file it came from, for image folders.
+    """
 
     index: int
     timestamp: float
     result: Result
     timings: StageTimings = field(default_factory=StageTimings)
     age_ms: float = 0.0
+    path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "frame": self.index,
-            "timestamp": round(self.timestamp, 6),
-            "timings_ms": self.timings.as_dict(),
-            **self.result.to_dict(),
-        }
+        head: dict[str, Any] = {"frame": self.index, "timestamp": round(self.timestamp, 6)}
+        if self.path is not None:
+            head["path"] = self.path
+        return {**head, "timings_ms": self.timings.as_dict(), **self.result.to_dict()}

@@ -119,7 +119,7 @@ def random_shapes(
         r = rng.uniform(*size_range) * short / 2
         aspect = rng.uniform(0.6, 1.6) if class_id in (0, 1) else rng.uniform(0.8, 1.25)
         rx, ry = r * math.sqrt(aspect), r / math.sqrt(aspect)
-        angle = 0.0 if class_id == 0 else float(rng.uniform(-30, 30))
+        angle = float(rng.uniform(0, 360))  # any orientation: a square turned 45 degrees is still a rectangle
         cx = rng.uniform(0.05, 0.95) * width
         cy = rng.uniform(0.05, 0.95) * height
         shapes.append(Shape(class_id, cx, cy, rx, ry, angle, _distinct_color(rng, background)))

@@ -1,5 +1,7 @@
 """Stage 5: frame sources, output sinks and the real-time run loop.
 
+Example::
+
     from edgecv.stream import open_source, run_pipeline, VideoSink, JsonlSink
 
     with open_source("rtsp://cam/stream") as source:

@@ -100,7 +100,15 @@ class Source:
 
     kind = "source"
 
-    def __init__(self, name: str, *, live: bool, fps: float | None = None, size: tuple[int, int] | None = None, queue_size: int = 4) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        live: bool,
+        fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        queue_size: int = 4,
+    ) -> None:
         self.name = name
         self.is_live = live
         self.fps = fps
@@ -125,7 +133,9 @@ class Source:
             error = exc
         except Exception as exc:  # a bug or a backend failure: hand it to the consumer, keep the cause
             log.debug("capture thread of %s failed", self.name, exc_info=True)
-            error = SourceError(f"capturing from {self.name} failed: {exc!r}", hint="run with -v for details; report it if it persists")
+            error = SourceError(
+                f"capturing from {self.name} failed: {exc!r}", hint="run with -v for details; report it if it persists"
+            )
             error.__cause__ = exc
         finally:
             try:
@@ -208,7 +218,9 @@ class Source:
 
     def __repr__(self) -> str:
         size = f"{self.size[0]}x{self.size[1]}" if self.size else "?"
-        return f"{type(self).__name__}({self.name!r}, kind={self.kind}, live={self.is_live}, size={size}, fps={self.fps})"
+        return (
+            f"{type(self).__name__}({self.name!r}, kind={self.kind}, live={self.is_live}, size={size}, fps={self.fps})"
+        )
 
 
 class CaptureSource(Source):
@@ -250,7 +262,13 @@ class CaptureSource(Source):
         if not ok or image is None or image.size == 0:
             cap.release()
             raise fail("read")
-        super().__init__(name, live=live, fps=_sane_fps(cap.get(cv2.CAP_PROP_FPS)), size=(image.shape[1], image.shape[0]), queue_size=queue_size)
+        super().__init__(
+            name,
+            live=live,
+            fps=_sane_fps(cap.get(cv2.CAP_PROP_FPS)),
+            size=(image.shape[1], image.shape[0]),
+            queue_size=queue_size,
+        )
         self._opener = opener
         self._cap = cap
         self._pending: tuple[np.ndarray, float] | None = (image, first_ms)

@@ -180,7 +180,9 @@ def run_pipeline(
     draw = _resolve_annotator(model, annotator) if annotate and image_sinks else None
     draw_status = _resolve_draw_status() if annotate and overlay and image_sinks else None
 
-    summary = RunSummary(source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)), age=source.stats.age)
+    summary = RunSummary(
+        source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)), age=source.stats.age
+    )
     st = summary.stages
     s_cap, s_pre, s_inf, s_post, s_sink, s_total = (st[k] for k in STAGES)
     perf = time.perf_counter
@@ -220,7 +222,7 @@ def run_pipeline(
             result = model.postprocess(outputs, transform)
             t3 = perf()
             timings = StageTimings(frame.capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, 0.0)
-            fr = FrameResult(frame.index, frame.timestamp, result, timings, frame.age_ms)
+            fr = FrameResult(frame.index, frame.timestamp, result, timings, frame.age_ms, frame.path)
             image = frame.image
             if image_sinks:
                 if draw is not None:
@@ -329,7 +331,9 @@ def _close_all(source: Any, sinks: list[Any], *, raise_errors: bool) -> None:
         obj, exc = errors[0]
         if isinstance(exc, SinkError):
             raise exc
-        raise SinkError(f"closing {obj!r} failed: {exc!r}", hint="check disk space and permissions of the output path") from exc
+        raise SinkError(
+            f"closing {obj!r} failed: {exc!r}", hint="check disk space and permissions of the output path"
+        ) from exc
 
 
 @contextmanager

@@ -91,7 +91,14 @@ class VideoSink(_SinkBase):
         SinkError: the folder does not exist / is not writable, or OpenCV cannot write this codec.
     """
 
-    def __init__(self, path: Path | str, fps: float | None = None, size: tuple[int, int] | None = None, *, fourcc: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        *,
+        fourcc: str | None = None,
+    ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if fourcc is None:
@@ -144,7 +151,13 @@ class VideoSink(_SinkBase):
         assert self.size is not None
         if (frame.shape[1], frame.shape[0]) != self.size:
             if not self._warned_resize:
-                log.warning("video %s: frame size %dx%d differs from %dx%d; resizing", self.path, frame.shape[1], frame.shape[0], *self.size)
+                log.warning(
+                    "video %s: frame size %dx%d differs from %dx%d; resizing",
+                    self.path,
+                    frame.shape[1],
+                    frame.shape[0],
+                    *self.size,
+                )
                 self._warned_resize = True
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self._writer.write(frame)
@@ -194,7 +207,10 @@ class JsonlSink(_SinkBase):
         self.path = Path(path)
         self.lines = 0
         if not self.path.parent.is_dir():
-            raise SinkError(f"cannot write {self.path}: folder {self.path.parent} does not exist", hint=f"create it: mkdir -p {self.path.parent}")
+            raise SinkError(
+                f"cannot write {self.path}: folder {self.path.parent} does not exist",
+                hint=f"create it: mkdir -p {self.path.parent}",
+            )
         try:
             self._file = open(self.path, "a" if append else "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
@@ -207,7 +223,9 @@ class JsonlSink(_SinkBase):
             # One write call per line; line buffering flushes it at the newline.
             self._file.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
         except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror}", hint="free disk space or choose another output path") from exc
+            raise SinkError(
+                f"cannot write {self.path}: {exc.strerror}", hint="free disk space or choose another output path"
+            ) from exc
         self.lines += 1
 
     def close(self) -> None:

@@ -24,8 +24,9 @@ import logging
 import os
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 import cv2
 
@@ -53,6 +54,7 @@ __all__ = [
     "gstreamer_pipeline",
     "has_gstreamer",
     "is_gstreamer",
+    "is_remote_file",
     "open_source",
     "read_image",
     "redact",
@@ -60,11 +62,40 @@ __all__ = [
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm", ".jp2"})
 VIDEO_EXTS = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv", ".3gp", ".mjpeg", ".h264", ".h265", ".hevc"}
+    {
+        ".mp4",
+        ".avi",
+        ".mkv",
+        ".mov",
+        ".m4v",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".mjpeg",
+        ".h264",
+        ".h265",
+        ".hevc",
+    }
 )
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "rtp", "srt")
 GST_ELEMENTS = frozenset(
-    {"nvarguscamerasrc", "nvv4l2camerasrc", "v4l2src", "videotestsrc", "rtspsrc", "uridecodebin", "filesrc", "udpsrc", "souphttpsrc", "libcamerasrc"}
+    {
+        "nvarguscamerasrc",
+        "nvv4l2camerasrc",
+        "v4l2src",
+        "videotestsrc",
+        "rtspsrc",
+        "uridecodebin",
+        "filesrc",
+        "udpsrc",
+        "souphttpsrc",
+        "libcamerasrc",
+    }
 )
 _URL_RE = re.compile(r"^(" + "|".join(URL_SCHEMES) + r")://", re.IGNORECASE)
 
@@ -164,17 +195,22 @@ def open_source(
     if re.fullmatch(r"/dev/video\d+", text):
         return _open_camera(int(text[len("/dev/video") :]), text, policy, queue_size, camera_size, camera_fps)
     if _URL_RE.match(text):
+        if is_remote_file(text):  # a video file on a web server ends; it is not a live stream
+            return _open_video(text, realtime, loop, queue_size, open_timeout_s, read_timeout_s or open_timeout_s)
         return _open_stream(text, open_timeout_s, read_timeout_s or open_timeout_s, policy, queue_size)
     path = Path(text).expanduser()
     if path.is_dir():
+        _images_only(realtime, loop)
         return _open_folder(path, queue_size)
     if path.is_file():
         if path.suffix.lower() in IMAGE_EXTS:
+            _images_only(realtime, loop)
             return ImageSource([path], name=str(path), queue_size=queue_size)
         return _open_video(path, realtime, loop, queue_size)
     if is_gstreamer(text):
         return _open_gstreamer(text, policy, queue_size)
     if glob.has_magic(text):
+        _images_only(realtime, loop)
         return _open_glob(text, queue_size)
     raise SourceError(
         f"source {text!r} not found",
@@ -183,7 +219,12 @@ def open_source(
 
 
 def _open_camera(
-    index: int, label: str, policy: ReconnectPolicy | None, queue_size: int, size: tuple[int, int] | None, fps: float | None
+    index: int,
+    label: str,
+    policy: ReconnectPolicy | None,
+    queue_size: int,
+    size: tuple[int, int] | None,
+    fps: float | None,
 ) -> Source:
     linux = sys.platform.startswith("linux")
     found = sorted(glob.glob("/dev/video*"), key=lambda p: _natural_key(Path(p))) if linux else []
@@ -196,7 +237,10 @@ def _open_camera(
     if linux and not device.exists():
         raise SourceError(f"camera {index} not found ({listing})", hint=hint)
     if linux and not os.access(device, os.R_OK | os.W_OK):
-        raise SourceError(f"camera {index} ({device}) is not accessible: permission denied", hint="sudo usermod -aG video $USER, then log in again")
+        raise SourceError(
+            f"camera {index} ({device}) is not accessible: permission denied",
+            hint="sudo usermod -aG video $USER, then log in again",
+        )
     api = cv2.CAP_V4L2 if linux else cv2.CAP_ANY
 
     def opener() -> Any:
@@ -212,14 +256,29 @@ def _open_camera(
 
     def fail(what: str) -> SourceError:
         busy = " (is another program using it?)" if what == "read" else ""
-        return SourceError(f"camera {index} ({label}) could not be {'opened' if what == 'open' else 'read'}{busy}; {listing}", hint=hint)
+        csi = (
+            "; a Jetson CSI camera (no V4L2 BGR output) needs the GStreamer pipeline from edgecv.stream.csi_pipeline()"
+        )
+        return SourceError(
+            f"camera {index} ({label}) could not be {'opened' if what == 'open' else 'read'}{busy}; {listing}",
+            hint=hint + csi,
+        )
 
-    return CaptureSource(opener, kind="camera", name=f"camera {index}", live=True, reconnect=policy, fail=fail, queue_size=queue_size)
+    return CaptureSource(
+        opener, kind="camera", name=f"camera {index}", live=True, reconnect=policy, fail=fail, queue_size=queue_size
+    )
 
 
-def _open_stream(url: str, open_timeout_s: float, read_timeout_s: float, policy: ReconnectPolicy | None, queue_size: int) -> Source:
+def _open_stream(
+    url: str, open_timeout_s: float, read_timeout_s: float, policy: ReconnectPolicy | None, queue_size: int
+) -> Source:
     name = redact(url)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_s * 1000),
+    ]
 
     def opener() -> Any:
         return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
@@ -231,7 +290,9 @@ def _open_stream(url: str, open_timeout_s: float, read_timeout_s: float, policy:
             "raise --open-timeout on slow networks",
         )
 
-    return CaptureSource(opener, kind="stream", name=name, live=True, reconnect=policy, fail=fail, queue_size=queue_size)
+    return CaptureSource(
+        opener, kind="stream", name=name, live=True, reconnect=policy, fail=fail, queue_size=queue_size
+    )
 
 
 def _open_gstreamer(spec: str, policy: ReconnectPolicy | None, queue_size: int) -> Source:
@@ -255,22 +316,55 @@ def _open_gstreamer(spec: str, policy: ReconnectPolicy | None, queue_size: int) 
             "`nvargus-daemon` is running (sudo systemctl restart nvargus-daemon)",
         )
 
-    return CaptureSource(opener, kind="gstreamer", name="gstreamer", live=True, reconnect=policy, fail=fail, queue_size=queue_size)
+    return CaptureSource(
+        opener, kind="gstreamer", name="gstreamer", live=True, reconnect=policy, fail=fail, queue_size=queue_size
+    )
 
 
-def _open_video(path: Path, realtime: bool, loop: bool, queue_size: int) -> Source:
+def is_remote_file(url: str) -> bool:
+    """True for an http(s) URL whose path ends in a video suffix (``https://host/clip.mp4``)."""
+    parsed = urlparse(url)
+    return parsed.scheme.lower() in ("http", "https") and PurePosixPath(parsed.path).suffix.lower() in VIDEO_EXTS
+
+
+def _images_only(realtime: bool, loop: bool) -> None:
+    if realtime or loop:
+        log.warning("realtime/loop apply to video files; ignored for images")
+
+
+def _open_video(
+    path: Path | str,
+    realtime: bool,
+    loop: bool,
+    queue_size: int,
+    open_timeout_s: float = 0.0,
+    read_timeout_s: float = 0.0,
+) -> Source:
+    name = redact(str(path))
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(read_timeout_s * 1000),
+    ]
+
     def opener() -> Any:
+        if open_timeout_s:  # a file on a web server
+            return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
         return cv2.VideoCapture(str(path))
 
     def fail(what: str) -> SourceError:
-        kind = "video" if path.suffix.lower() in VIDEO_EXTS else "file (not a known image or video type)"
+        known = PurePosixPath(str(path)).suffix.lower() in VIDEO_EXTS
+        kind = "video" if known else "file (not a known image or video type)"
         return SourceError(
-            f"cannot {what} {kind} {path}",
+            f"cannot {what} {kind} {name}",
             hint="the file may be corrupt, empty, or use a codec this OpenCV cannot decode; check it with `ffprobe FILE`, "
             "or re-encode it: ffmpeg -i FILE -c:v libx264 out.mp4",
         )
 
-    return CaptureSource(opener, kind="file", name=str(path), live=realtime, pace=realtime, loop=loop, fail=fail, queue_size=queue_size)
+    return CaptureSource(
+        opener, kind="file", name=name, live=realtime, pace=realtime, loop=loop, fail=fail, queue_size=queue_size
+    )
 
 
 def _open_folder(folder: Path, queue_size: int) -> Source:
@@ -279,7 +373,9 @@ def _open_folder(folder: Path, queue_size: int) -> Source:
     if not images:
         videos = [p.name for p in files if p.suffix.lower() in VIDEO_EXTS]
         extra = f"; it has videos ({', '.join(sorted(videos)[:3])}): pass one of them" if videos else ""
-        raise SourceError(f"no images in folder {folder}{extra}", hint=f"image types read: {', '.join(sorted(IMAGE_EXTS))}")
+        raise SourceError(
+            f"no images in folder {folder}{extra}", hint=f"image types read: {', '.join(sorted(IMAGE_EXTS))}"
+        )
     return ImageSource(images, name=str(folder), queue_size=queue_size)
 
 

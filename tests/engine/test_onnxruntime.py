@@ -9,7 +9,7 @@ import edgecv
 from edgecv.engine import load_engine
 from edgecv.errors import ArtifactError, ConfigError, EngineError
 
-from .tiny_models import constant_yolo, yolo_raw
+from tiny_models import constant_yolo, yolo_raw
 
 
 @pytest.fixture

@@ -40,7 +40,9 @@ def frame_index(img: np.ndarray) -> int:
     return lo + 32 * hi
 
 
-def write_video(path: Path, n: int = 60, fps: float = 30.0, size: tuple[int, int] = (W, H), fourcc: str = "MJPG") -> Path:
+def write_video(
+    path: Path, n: int = 60, fps: float = 30.0, size: tuple[int, int] = (W, H), fourcc: str = "MJPG"
+) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
     assert writer.isOpened(), f"cannot write test video {path}"
     for i in range(n):

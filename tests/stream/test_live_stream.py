@@ -44,7 +44,9 @@ class StreamServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -121,3 +123,24 @@ def test_live_stream_latest_frame_reconnect_and_give_up(tmp_path: Path) -> None:
         if src is not None:
             src.close()
     assert src._thread is not None and not src._thread.is_alive()
+
+
+def test_video_file_over_http_ends_like_a_file(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    write_video(tmp_path / "clip.avi", n=20)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with open_source(f"http://127.0.0.1:{server.server_port}/clip.avi", open_timeout_s=3.0) as src:
+            assert src.kind == "file" and not src.is_live
+            assert [frame_index(f.image) for f in src] == list(range(20))
+        assert src.stats.reconnects == 0
+    finally:
+        server.shutdown()
+        server.server_close()

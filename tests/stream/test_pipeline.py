@@ -120,13 +120,17 @@ def test_bad_image_is_counted_not_fatal(tmp_path: Path, fake_model: FakeModel) -
         cv2.imwrite(str(folder / f"{i}.png"), index_frame(i))
     (folder / "2.png").write_bytes(b"\x89PNG broken")
     jsonl = JsonlSink(tmp_path / "r.jsonl")
-    summary = run_pipeline(fake_model, open_source(folder), [jsonl, VideoSink(tmp_path / "v.mp4", None, None)], annotate=False)
+    summary = run_pipeline(
+        fake_model, open_source(folder), [jsonl, VideoSink(tmp_path / "v.mp4", None, None)], annotate=False
+    )
     assert summary.frames == 3 and summary.bad_frames == 1
     assert [d["frame"] for d in _jsonl(tmp_path / "r.jsonl")] == [0, 1, 3]
     assert count_frames(tmp_path / "v.mp4")[:2] == (3, (64, 48))
 
 
-def test_annotator_and_overlay(tmp_path: Path, video: Path, fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_annotator_and_overlay(
+    tmp_path: Path, video: Path, fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     status_lines: list[list[str]] = []
     fake_draw = types.ModuleType("edgecv.vision.draw")
 
@@ -149,7 +153,9 @@ def test_annotator_and_overlay(tmp_path: Path, video: Path, fake_model: FakeMode
     ann = Whiten()
     seen: list[np.ndarray] = []
     src = open_source(video)
-    run_pipeline(fake_model, src, [CallbackSink(lambda r, img: seen.append(img), with_image=True)], annotator=ann, max_frames=5)
+    run_pipeline(
+        fake_model, src, [CallbackSink(lambda r, img: seen.append(img), with_image=True)], annotator=ann, max_frames=5
+    )
     assert ann.calls == 5 and all(img.min() == 252 for img in seen)
     assert len(status_lines) == 5 and "FPS" in status_lines[-1][0]
     # results are computed from the pixels before drawing
@@ -158,23 +164,38 @@ def test_annotator_and_overlay(tmp_path: Path, video: Path, fake_model: FakeMode
 
 def test_no_drawing_when_no_sink_needs_images(video: Path, fake_model: FakeModel) -> None:
     calls: list[int] = []
-    run_pipeline(fake_model, open_source(video), [CallbackSink(lambda r: None)], annotator=lambda f, r: calls.append(1), max_frames=3)
+    run_pipeline(
+        fake_model,
+        open_source(video),
+        [CallbackSink(lambda r: None)],
+        annotator=lambda f, r: calls.append(1),
+        max_frames=3,
+    )
     assert calls == []
 
 
-def test_missing_draw_module_means_no_drawing(video: Path, fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_draw_module_means_no_drawing(
+    video: Path, fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "edgecv.vision.draw", None)  # import fails
     seen: list[np.ndarray] = []
-    summary = run_pipeline(fake_model, open_source(video), [CallbackSink(lambda r, img: seen.append(img.copy()), with_image=True)], max_frames=3)
+    summary = run_pipeline(
+        fake_model,
+        open_source(video),
+        [CallbackSink(lambda r, img: seen.append(img.copy()), with_image=True)],
+        max_frames=3,
+    )
     assert summary.frames == 3 and [frame_index(img) for img in seen] == [0, 1, 2]  # untouched
 
 
 def test_status_callback_is_throttled(video: Path) -> None:
     snapshots: list[tuple[int, float]] = []
     model = FakeModel(infer_s=0.01)
-    summary = run_pipeline(model, open_source(video), status=lambda s: snapshots.append((s.frames, s.wall_s)), status_interval_s=0.2)
+    summary = run_pipeline(
+        model, open_source(video), status=lambda s: snapshots.append((s.frames, s.wall_s)), status_interval_s=0.2
+    )
     assert summary.frames == 60
-    assert 1 <= len(snapshots) <= 6  # ~0.6-1 s of work / 0.2 s
+    assert 1 <= len(snapshots) <= summary.wall_s / 0.2 + 1  # at most one per interval
     assert snapshots == sorted(snapshots)
 
 
@@ -236,9 +257,13 @@ sys.exit(130 if summary.interrupted else 0)
 def test_sigterm_finalizes_outputs(tmp_path: Path, video: Path) -> None:
     out, jsonl = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(SIGTERM_SCRIPT.format(here=str(HERE), video=str(video), out=str(out), jsonl=str(jsonl))))
+    script.write_text(
+        textwrap.dedent(SIGTERM_SCRIPT.format(here=str(HERE), video=str(video), out=str(out), jsonl=str(jsonl)))
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
@@ -259,7 +284,12 @@ def test_sigterm_finalizes_outputs(tmp_path: Path, video: Path) -> None:
     assert len(lines) == summary["frames"]
     n, size, _ = count_frames(out)
     assert n == summary["frames"] and size == (64, 48)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "rec.jsonl", "rec.mp4", "run.py"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.avi",
+        "rec.jsonl",
+        "rec.mp4",
+        "run.py",
+    ]  # no temp file left
 
 
 def test_summary_defaults() -> None:

@@ -17,7 +17,9 @@ from edgecv.stream.sinks import CallbackSink, JsonlSink, VideoSink, WindowSink, 
 
 
 def _result(i: int) -> FrameResult:
-    det = Detections(np.array([[i, 2, i + 4, 9]], np.float32), np.array([0.5], np.float32), np.array([0], np.int32), ("thing",))
+    det = Detections(
+        np.array([[i, 2, i + 4, 9]], np.float32), np.array([0.5], np.float32), np.array([0], np.int32), ("thing",)
+    )
     return FrameResult(i, 1000.0 + i, det, StageTimings(1, 2, 3, 4, 5))
 
 

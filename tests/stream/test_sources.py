@@ -19,6 +19,7 @@ from edgecv.stream.sources import (
     gstreamer_pipeline,
     has_gstreamer,
     is_gstreamer,
+    is_remote_file,
     open_source,
     redact,
 )
@@ -168,6 +169,8 @@ def test_gstreamer_helpers() -> None:
     assert gstreamer_pipeline("videotestsrc ! videoconvert !").endswith("sync=false")
     assert gstreamer_pipeline("videotestsrc ! appsink name=x") == "videotestsrc ! appsink name=x"
     assert redact("rtsp://admin:pw@cam/1") == "rtsp://***@cam/1" and redact("rtsp://cam/1") == "rtsp://cam/1"
+    assert is_remote_file("https://host/a/clip.MP4?x=1") and not is_remote_file("http://cam/video.mjpg")
+    assert not is_remote_file("rtsp://cam/clip.mp4")
 
 
 def test_gstreamer_without_support_is_clear_error() -> None:

@@ -171,8 +171,9 @@ def test_bad_inputs_raise_value_error() -> None:
 
 
 def test_same_kept_set_as_torchvision_batched_nms() -> None:
-    torch = pytest.importorskip("torch")
     ops = pytest.importorskip("torchvision.ops")
+    import torch
+
     rng = np.random.default_rng(0)
     for n in (0, 1, 50, 400, 1500):  # 1500 boxes: torchvision's per-class path
         xy = rng.uniform(0, 300, (n, 2))
