@@ -255,6 +255,10 @@ class atomic_output:  # noqa: N801 - used like a function: `with atomic_output(p
         except OSError as exc:
             raise ConfigError(f"cannot write to {parent}: {exc.strerror}", hint="choose a writable output path") from exc
         os.close(fd)
+        # mkstemp makes the file private (0600); give the result the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
         self.tmp = Path(name)
         return self.tmp
 

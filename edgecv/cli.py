@@ -104,6 +104,7 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: next to the source).")] = None,
     arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state dict (shapes-det, shapes-seg).", rich_help_panel="Model")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
+    width: Annotated[float, typer.Option(help="Width multiplier of a plain state dict's architecture (shipped models: 0.75).", rich_help_panel="Model")] = 1.0,
     names: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
     imgsz: Annotated[Optional[str], typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
     static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
@@ -135,7 +136,7 @@ def export(
         parts = _int_list(imgsz, "--imgsz") or []
         size = (parts[0], parts[-1])
     cfg = ExportConfig(
-        arch=arch, num_classes=num_classes, names=_names(names), input_size=size, dynamic=not static, opset=opset,
+        arch=arch, num_classes=num_classes, width=width, names=_names(names), input_size=size, dynamic=not static, opset=opset,
         simplify=simplify, exporter=exporter, atol=atol,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
     )

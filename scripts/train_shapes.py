@@ -1,7 +1,7 @@
 """Train a shipped model on synthetic shapes and save it as an edgecv checkpoint.
 
     python scripts/train_shapes.py detect  --out models/shapes-det.pt
-    python scripts/train_shapes.py segment --out models/shapes-seg.pt
+    python scripts/train_shapes.py segment --out models/shapes-seg.pt --init-from models/shapes-det.pt
 
 Seeded; fits in ~20 minutes on 2 CPU cores. Export and evaluate afterwards:
 
@@ -22,7 +22,7 @@ from edgecv.zoo.training import TrainConfig, train
 
 DEFAULTS = {
     "detect": dict(arch="shapes-det", iterations=1500, batch=16, lr=2e-3, width=0.75),
-    "segment": dict(arch="shapes-seg", iterations=700, batch=12, lr=3e-3, width=1.0),
+    "segment": dict(arch="shapes-seg", iterations=600, batch=12, lr=2e-3, width=0.75),
 }
 
 
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=4000, help="pre-rendered training scenes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, default=20.0)
+    parser.add_argument("--init-from", type=Path, help="start from the matching weights of this checkpoint (shapes-seg: the trained shapes-det)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     d = DEFAULTS[args.task]
@@ -47,13 +48,15 @@ def main() -> None:
         pool=args.pool,
         seed=args.seed,
         max_minutes=args.max_minutes,
+        init_from=str(args.init_from) if args.init_from else None,
     )
     start = time.time()
     model = train(cfg)
     names = CLASSES if args.task == "detect" else ("background", *CLASSES)
-    save_checkpoint(
-        model, args.out, arch=d["arch"], names=names, width=cfg.width,
-        train_command=f"python scripts/train_shapes.py {args.task} --out {args.out} --seed {args.seed}",
+    save_checkpoint(  # float16 storage keeps the shipped files small; exported from these same weights
+        model, args.out, arch=d["arch"], names=names, width=cfg.width, half=True,
+        train_command=f"python scripts/train_shapes.py {args.task} --out {args.out} --seed {args.seed}"
+        + (f" --init-from {args.init_from}" if args.init_from else ""),
         iterations=cfg.iterations, seed=cfg.seed, train_seconds=round(time.time() - start, 1),
     )
     logging.info("saved %s (%.1f min)", args.out, (time.time() - start) / 60)

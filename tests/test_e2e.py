@@ -62,7 +62,8 @@ def test_export_segmenter_from_state_dict_and_bad_weights(tmp_path: Path, shapes
     names.write_text("\n".join(payload["names"]))
     out = tmp_path / "seg.onnx"
     result = runner.invoke(
-        app, ["export", str(plain), "--arch", "shapes-seg", "--names", str(names), "-o", str(out), "--exporter", "torchscript"]
+        app,
+        ["export", str(plain), "--arch", "shapes-seg", "--width", "0.75", "--names", str(names), "-o", str(out), "--exporter", "torchscript"],
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["eval", str(out), "--data", str(shapes_val), "--json", str(tmp_path / "m.json")])
@@ -73,7 +74,7 @@ def test_export_segmenter_from_state_dict_and_bad_weights(tmp_path: Path, shapes
     det = torch.load(assets.shipped("shapes-det", ".pt"), weights_only=True)["state_dict"]
     wrong = tmp_path / "wrong.pt"
     torch.save(det, wrong)
-    result = runner.invoke(app, ["export", str(wrong), "--arch", "shapes-seg", "--num-classes", "5"])
+    result = runner.invoke(app, ["export", str(wrong), "--arch", "shapes-seg", "--width", "0.75", "--num-classes", "5"])
     assert result.exit_code == 1 and "do not fit the architecture" in result.output and "missing:" in result.output
 
 

@@ -41,6 +41,7 @@ class ExportConfig:
 
     arch: str | None = None
     num_classes: int | None = None
+    width: float = 1.0  # width multiplier of a plain state dict's architecture
     names: tuple[str, ...] | None = None
     input_size: tuple[int, int] | None = None
     dynamic: bool = True
@@ -101,7 +102,7 @@ def load_torch_model(source: Path, cfg: ExportConfig) -> tuple[Any, Architecture
     num_classes = cfg.num_classes or (len(cfg.names) if cfg.names else None)
     if num_classes is None:
         raise ConfigError("--num-classes or --names is needed with a plain state dict")
-    model = arch.build(num_classes)
+    model = arch.build(num_classes, width=cfg.width)
     load_state_dict_strict(model, state, source)
     names = cfg.names or tuple(f"class{i}" for i in range(num_classes))
     if len(names) != num_classes:
@@ -166,6 +167,8 @@ def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: 
     torch = require("torch")
     import warnings
 
+    # the dynamo exporter logs a warning per missing torchvision op and prints its steps; keep our output clean
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     order = ["dynamo", "torchscript"] if cfg.exporter == "dynamo" else ["torchscript"]
     errors = []
     for exporter in order:

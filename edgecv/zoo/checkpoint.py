@@ -15,15 +15,21 @@ from edgecv.errors import ArtifactError, ExportError
 from edgecv.zoo.registry import get_architecture
 
 
-def save_checkpoint(model: Any, path: Path, *, arch: str, names: tuple[str, ...], width: float = 1.0, **info: Any) -> Path:
+def save_checkpoint(
+    model: Any, path: Path, *, arch: str, names: tuple[str, ...], width: float = 1.0, half: bool = False, **info: Any
+) -> Path:
+    """Save ``model``'s weights; ``half`` stores float tensors as float16 (half the size; loaded back as float32)."""
     torch = require("torch")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": "edgecv-checkpoint-v1",
         "arch": arch,
         "names": list(names),
         "width": width,
         "info": info,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
     }
     with atomic_output(Path(path)) as tmp:
         torch.save(payload, tmp)
@@ -50,7 +56,8 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
         )
     arch = get_architecture(payload["arch"])
     model = arch.build(len(payload["names"]), width=float(payload.get("width", 1.0)))
-    load_state_dict_strict(model, payload["state_dict"], path)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    load_state_dict_strict(model, state, path)
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.eval(), meta
 

@@ -36,8 +36,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             "anchor-free detector, YOLOv8 output layout, strides 8/16/32",
         ),
         Architecture(
-            "shapes-seg", "segment", "seg_logits", "edgecv.zoo.shapes_seg:build", (256, 256), 16,
-            "U-Net-like semantic segmenter, logits at input resolution",
+            "shapes-seg", "segment", "seg_logits", "edgecv.zoo.shapes_seg:build", (256, 256), 32,
+            "U-Net-like semantic segmenter on the shapes-det body, logits at input resolution",
         ),
     )
 }

@@ -181,6 +181,18 @@ class TrainConfig:
     threads: int = 2
     width: float = 1.0
     max_minutes: float = 20.0
+    init_from: str | None = None  # edgecv checkpoint whose matching weights (same name and shape) start the model
+
+
+def init_weights(model, checkpoint: str) -> int:  # type: ignore[no-untyped-def]
+    """Copy every tensor of ``checkpoint`` whose name and shape match into ``model``; returns how many."""
+    torch = require("torch")
+    source = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(matched), len(own), checkpoint)
+    return len(matched)
 
 
 def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every: int = 50):  # type: ignore[no-untyped-def]
@@ -193,6 +205,8 @@ def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every
 
         arch = get_architecture("shapes-det" if cfg.task == "detect" else "shapes-seg")
         model = arch.build(len(CLASSES) if cfg.task == "detect" else len(CLASSES) + 1, width=cfg.width)
+    if cfg.init_from:
+        init_weights(model, cfg.init_from)
     if pool is None:
         start = time.time()
         pool = ScenePool.generate(cfg.pool, cfg.size, cfg.seed)
@@ -229,7 +243,7 @@ def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every
         elapsed = time.time() - start
         if step % log_every == 0 or step == cfg.iterations - 1:
             detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-            log.info("step %d/%d loss %.3f (%s) lr %.2e %.0f s", step, cfg.iterations, float(loss), detail, lr_at(step), elapsed)
+            log.info("step %d/%d loss %.3f (%s) lr %.2e %.0f s", step, cfg.iterations, loss.item(), detail, lr_at(step), elapsed)
         if elapsed > cfg.max_minutes * 60:
             log.warning("stopping at step %d: time budget of %.0f min reached", step, cfg.max_minutes)
             break
