@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import logging
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -69,19 +69,19 @@ def _version(value: bool) -> None:
 def main_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = None,
 ) -> None:
     _state["verbose"], _state["quiet"] = verbose, quiet
     setup_logging(verbose, quiet)
 
 
-def _names(path: Optional[Path]) -> Optional[tuple[str, ...]]:
+def _names(path: Path | None) -> tuple[str, ...] | None:
     from edgecv.artifact import read_names_file
 
     return read_names_file(path) if path else None
 
 
-def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
+def _int_list(text: str | None, option: str) -> list[int] | None:
     if not text:
         return None
     try:
@@ -90,7 +90,7 @@ def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}", hint=f"e.g. {option} 0,2") from None
 
 
-def _default_model(model: Optional[Path]) -> Path:
+def _default_model(model: Path | None) -> Path:
     from edgecv import assets
 
     return model if model is not None else assets.shipped(assets.DEFAULT_MODELS["detect"])
@@ -101,17 +101,17 @@ def _default_model(model: Optional[Path]) -> Path:
 @handle_errors
 def export(
     source: Annotated[str, typer.Argument(help="Checkpoint (.pt) or the name of a shipped model (shapes-det, shapes-seg).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: next to the source).")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state dict (shapes-det, shapes-seg).", rich_help_panel="Model")] = None,
-    num_classes: Annotated[Optional[int], typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .onnx (default: next to the source).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture of a plain state dict (shapes-det, shapes-seg).", rich_help_panel="Model")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
     width: Annotated[float, typer.Option(help="Width multiplier of a plain state dict's architecture (shipped models: 0.75).", rich_help_panel="Model")] = 1.0,
-    names: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
-    imgsz: Annotated[Optional[str], typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
+    names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
     static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
-    parity_images: Annotated[Optional[Path], typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
+    parity_images: Annotated[Path | None, typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
     atol: Annotated[float, typer.Option(help="Parity tolerance (absolute).", rich_help_panel="Checks")] = 1e-3,
 ) -> None:
     """Export a PyTorch model to ONNX with metadata, simplify it and check it against PyTorch.
@@ -186,9 +186,9 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="COCO-format or YOLO-txt dataset folder (or a COCO .json).")],
     conf: Annotated[float, typer.Option(help="Score threshold (low for mAP).")] = 0.001,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.6,
-    max_images: Annotated[Optional[int], typer.Option(help="Evaluate the first N images only.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON.")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
 ) -> None:
     """Measure accuracy: COCO mAP for detectors, mIoU for segmenters.
 
@@ -232,22 +232,22 @@ def _print_metrics(metrics: Any) -> None:
 @app.command()
 @handle_errors
 def run(
-    model: Annotated[Optional[Path], typer.Argument(help="Model file (default: the shipped detector).")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Video, image, folder, glob, rtsp/http URL or GStreamer pipeline.", rich_help_panel="Input")] = None,
-    camera: Annotated[Optional[int], typer.Option(help="Camera index (V4L2).", rich_help_panel="Input")] = None,
+    model: Annotated[Path | None, typer.Argument(help="Model file (default: the shipped detector).")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Video, image, folder, glob, rtsp/http URL or GStreamer pipeline.", rich_help_panel="Input")] = None,
+    camera: Annotated[int | None, typer.Option(help="Camera index (V4L2).", rich_help_panel="Input")] = None,
     realtime: Annotated[bool, typer.Option(help="Pace a file at its fps and treat it like a live camera (newest frame, drops counted).", rich_help_panel="Input")] = False,
     reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
-    save: Annotated[Optional[Path], typer.Option(help="Write the annotated video (.mp4 / .avi).", rich_help_panel="Output")] = None,
-    jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per frame.", rich_help_panel="Output")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write the annotated video (.mp4 / .avi).", rich_help_panel="Output")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per frame.", rich_help_panel="Output")] = None,
     show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
-    stats_json: Annotated[Optional[Path], typer.Option(help="Write the run summary (FPS, per-stage ms) as JSON.", rich_help_panel="Output")] = None,
+    stats_json: Annotated[Path | None, typer.Option(help="Write the run summary (FPS, per-stage ms) as JSON.", rich_help_panel="Output")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold.", rich_help_panel="Model")] = 0.25,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.", rich_help_panel="Model")] = 0.45,
-    classes: Annotated[Optional[str], typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
-    task: Annotated[Optional[str], typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
-    names: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N frames.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
+    task: Annotated[str | None, typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
+    names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
 
@@ -301,7 +301,7 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _status_printer() -> Optional[Callable[[Any], None]]:
+def _status_printer() -> Callable[[Any], None] | None:
     if _state["quiet"] or not console.is_terminal:
         return None
 

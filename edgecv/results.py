@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-Index = Union[int, slice, Sequence[int], np.ndarray]
+Index = int | slice | Sequence[int] | np.ndarray
 
 
 def _check(name: str, arr: np.ndarray, ndim: int, dtype: type, n: int | None, tail: tuple[int, ...] = ()) -> None:
@@ -147,7 +147,7 @@ class Segmentation:
         return {"shape": list(self.shape), "areas": self.area_fractions()}
 
 
-Result = Union[Detections, Segmentation]
+Result = Detections | Segmentation
 
 STAGES = ("capture", "pre", "infer", "post", "sink")
 

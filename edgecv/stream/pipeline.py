@@ -74,7 +74,7 @@ class RunSummary:
         stop_reason: ``running``, ``end``, ``max_frames``, ``stop``, ``interrupt``, ``window`` or ``error``.
         reconnecting: the source is reconnecting right now (for a status line).
         stages: ms per stage: capture, pre, infer, post, sink (annotation + outputs) and total.
-        age: ms between capture and hand-over to the loop (recorded by the source).
+        age: ms between capture and the start of inference (live sources).
     """
 
     source: str = ""
@@ -131,6 +131,80 @@ class RunSummary:
         }
 
 
+class _Prefetch:
+    """Preprocesses the next frame on a worker thread while the current one is in the model.
+
+    Decoding (capture thread) and letterboxing/normalizing (this thread) then
+    overlap with inference instead of adding to it; OpenCV and numpy release the
+    GIL for that work. File sources: every frame, in order (the worker waits for
+    the loop). Live sources: a one-slot mailbox that always holds the newest
+    preprocessed frame; an older one that was never used is dropped and counted.
+    """
+
+    def __init__(self, source: Any, preprocess: Callable[[np.ndarray], Any]) -> None:
+        self._source = source
+        self._preprocess = preprocess
+        self._live = bool(getattr(source, "is_live", False))
+        self._cond = threading.Condition()
+        self._item: tuple[Any, Any, Any, float] | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="edgecv-preprocess", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self._source.read(0.1)
+                if frame is None:
+                    if self._source.finished:
+                        break
+                    continue
+                start = time.perf_counter()
+                feeds, transform = self._preprocess(frame.image)
+                item = (frame, feeds, transform, (time.perf_counter() - start) * 1e3)
+                with self._cond:
+                    if self._live:
+                        self.dropped += self._item is not None
+                    else:
+                        while self._item is not None and not self._stop.is_set():
+                            self._cond.wait(0.1)
+                    self._item = item
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the loop's thread, which raises it
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def read(self, timeout: float) -> tuple[Any, Any, Any, float] | None:
+        """The next (frame, feeds, transform, pre_ms), or None after ``timeout`` s / at the end."""
+        with self._cond:
+            if self._item is None and not self._done:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            if item is not None:
+                self._cond.notify_all()
+                return item
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            return None
+
+    @property
+    def finished(self) -> bool:
+        return self._done and self._item is None and self._error is None
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)
+
+
 def run_pipeline(
     model: Any,
     source: Source,
@@ -180,9 +254,8 @@ def run_pipeline(
     draw = _resolve_annotator(model, annotator) if annotate and image_sinks else None
     draw_status = _resolve_draw_status() if annotate and overlay and image_sinks else None
 
-    summary = RunSummary(
-        source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)), age=source.stats.age
-    )
+    summary = RunSummary(source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)))
+    prefetch = _Prefetch(source, model.preprocess)
     st = summary.stages
     s_cap, s_pre, s_inf, s_post, s_sink, s_total = (st[k] for k in STAGES)
     perf = time.perf_counter
@@ -201,28 +274,30 @@ def run_pipeline(
             if max_frames is not None and summary.frames >= max_frames:
                 summary.stop_reason = "max_frames"
                 break
-            frame = source.read(0.1)
-            if frame is None:
-                if source.finished:
+            item = prefetch.read(0.1)
+            if item is None:
+                if prefetch.finished:
                     summary.stop_reason = "end"
                     break
                 if status is not None and perf() >= next_status:
                     next_status = perf() + status_interval_s
-                    _sync(summary, source, t_first, t_last)
+                    _sync(summary, source, prefetch, t_first, t_last)
                     status(summary)
                 continue
 
-            t0 = perf()
-            if t_first is None:
-                t_first = t0
-            feeds, transform = model.preprocess(frame.image)
+            frame, feeds, transform, pre_ms = item
             t1 = perf()
+            if t_first is None:
+                t_first = t1
+            age_ms = (time.time() - frame.timestamp) * 1e3  # capture -> inference start, queues included
+            if summary.live:
+                summary.age.add(age_ms)
             outputs = model.infer(feeds)
             t2 = perf()
             result = model.postprocess(outputs, transform)
             t3 = perf()
-            timings = StageTimings(frame.capture_ms, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, 0.0)
-            fr = FrameResult(frame.index, frame.timestamp, result, timings, frame.age_ms, frame.path)
+            timings = StageTimings(frame.capture_ms, pre_ms, (t2 - t1) * 1e3, (t3 - t2) * 1e3, 0.0)
+            fr = FrameResult(frame.index, frame.timestamp, result, timings, age_ms, frame.path)
             image = frame.image
             if image_sinks:
                 if draw is not None:
@@ -257,7 +332,7 @@ def run_pipeline(
                 break
             if status is not None and t4 >= next_status:
                 next_status = t4 + status_interval_s
-                _sync(summary, source, t_first, t_last)
+                _sync(summary, source, prefetch, t_first, t_last)
                 status(summary)
     except KeyboardInterrupt:
         summary.stop_reason, summary.interrupted = "interrupt", True
@@ -272,14 +347,15 @@ def run_pipeline(
             ) from exc
         raise
     finally:
-        _sync(summary, source, t_first, t_last)
+        prefetch.close()
+        _sync(summary, source, prefetch, t_first, t_last)
         _close_all(source, sinks, raise_errors=not failed)
     return summary
 
 
-def _sync(summary: RunSummary, source: Any, t_first: float | None, t_last: float) -> None:
+def _sync(summary: RunSummary, source: Any, prefetch: _Prefetch, t_first: float | None, t_last: float) -> None:
     stats = source.stats
-    summary.dropped = stats.frames_dropped
+    summary.dropped = stats.frames_dropped + prefetch.dropped
     summary.bad_frames = stats.bad_frames
     summary.reconnects = stats.reconnects
     summary.reconnecting = bool(getattr(source, "reconnecting", False))

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import constant_yolo, yolo_raw
 
 import edgecv
 from edgecv.engine import load_engine
 from edgecv.errors import ArtifactError, ConfigError, EngineError
-
-from tiny_models import constant_yolo, yolo_raw
 
 
 @pytest.fixture
