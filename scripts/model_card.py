@@ -67,7 +67,7 @@ def main() -> None:
 | FLOPs at {h}x{w} | {gflops:.2f} GFLOPs (multiply-adds x 2, `torch.utils.flop_counter`) |
 | input | (N, 3, H, W) float32 RGB in [0, 1], letterboxed (pad 114); H, W dynamic, multiples of {arch.stride} |
 | output | `{arch.output_format}` {"(N, 4 + 4, anchors): cx, cy, w, h in input pixels, then class scores (Ultralytics YOLOv8 layout)" if arch.task == "detect" else "(N, 5, H, W) class logits"} |
-| files | `{ckpt.name}` ({ckpt.stat().st_size / 1e6:.1f} MB, weights-only checkpoint), `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.1f} MB, opset 18, edgecv metadata) |
+| files | `{ckpt.name}` ({ckpt.stat().st_size / 1e6:.1f} MB, weights-only checkpoint, float16 storage), `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.1f} MB, opset 18, edgecv metadata) |
 | training | `{i.get("train_command")}` — {i.get("iterations")} iterations, seed {i.get("seed")}, {i.get("train_seconds", 0) / 60:.1f} min on 2 CPU cores |
 | export | `edgecv export models/{ckpt.name} -o models/{onnx_path.name}` |
 
