@@ -7,6 +7,8 @@ preprocessed tensors, nothing else. "Loop" is ``edgecv run`` with no sinks:
 capture thread (decode), preprocessing thread (letterbox, normalize), inference,
 YOLO decode + NMS. For each ONNX Runtime thread count, bare and loop runs
 alternate so machine drift affects both; medians and their ratio are printed.
+For models with a dynamic input size it also compares bare inference on the
+minimally padded letterbox (what ``run`` feeds) with the full square input.
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ def main() -> None:
         print(f"{threads:>7} {b:9.1f} {lp:9.1f} {lp / b:9.3f}")
         model.close()
     print(f"best loop / best bare: {best_loop:.1f} / {best_bare:.1f} = {best_loop / best_bare:.3f}")
+    model = edgecv.load(model_path)
+    if model.meta.dynamic:
+        from edgecv.vision.letterbox import preprocess
+
+        square = [preprocess(f, model.meta.replace(dynamic=False))[0] for f in frames]
+        minimal = [model.preprocess(f)[0][model.engine.inputs[0].name] for f in frames]
+        runs = [(bare_fps(model, minimal), bare_fps(model, square)) for _ in range(args.repeats)]
+        m, q = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        print(f"minimal padding {tuple(minimal[0].shape[2:])}: {m:.1f} FPS vs square {tuple(square[0].shape[2:])}: "
+              f"{q:.1f} FPS = {m / q:.2f}x (bare inference, default threads)")
+    model.close()
 
 
 if __name__ == "__main__":
