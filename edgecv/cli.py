@@ -237,6 +237,7 @@ def run(
     camera: Annotated[int | None, typer.Option(help="Camera index (V4L2).", rich_help_panel="Input")] = None,
     realtime: Annotated[bool, typer.Option(help="Pace a file at its fps and treat it like a live camera (newest frame, drops counted).", rich_help_panel="Input")] = False,
     reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
+    open_timeout: Annotated[float, typer.Option(help="Network streams: how long opening (and each read) may take, in seconds.", rich_help_panel="Input")] = 5.0,
     save: Annotated[Path | None, typer.Option(help="Write the annotated video (.mp4 / .avi).", rich_help_panel="Output")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per frame.", rich_help_panel="Output")] = None,
     show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
@@ -276,7 +277,7 @@ def run(
         if spec is None:
             spec = assets.demo_video()
             log.info("no --source: using the demo video %s", spec)
-        src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout)
+        src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout)
         if save:
             sinks.append(VideoSink(save, fps=src.fps or 30.0, size=src.size))
         if jsonl:

@@ -87,7 +87,7 @@ class ReconnectPolicy:
         if not (self.initial_s > 0 and self.max_s >= self.initial_s and self.max_reconnect_s >= 0):
             raise ConfigError(
                 f"invalid reconnect backoff: initial {self.initial_s} s, max {self.max_s} s, give up after {self.max_reconnect_s} s",
-                hint="use 0 < initial <= max and a non-negative --max-reconnect",
+                hint="use 0 < initial <= max and a non-negative --reconnect-timeout",
             )
 
 
@@ -345,7 +345,7 @@ class CaptureSource(Source):
             if remaining <= 0:
                 raise SourceError(
                     f"{self.name} dropped out and did not come back within {policy.max_reconnect_s:g} s ({attempts} attempts)",
-                    hint="check the camera/stream and the network; raise --max-reconnect to wait longer",
+                    hint="check the camera/stream and the network; raise --reconnect-timeout to wait longer",
                 )
             if self._stop.wait(min(delay, remaining)):
                 return None

@@ -269,16 +269,21 @@ def _open_camera(
     )
 
 
-def _open_stream(
-    url: str, open_timeout_s: float, read_timeout_s: float, policy: ReconnectPolicy | None, queue_size: int
-) -> Source:
-    name = redact(url)
-    params = [
+def _ffmpeg_timeouts(open_timeout_s: float, read_timeout_s: float) -> list[int]:
+    """VideoCapture parameters bounding how long FFmpeg may block on open and on each read."""
+    return [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         int(read_timeout_s * 1000),
     ]
+
+
+def _open_stream(
+    url: str, open_timeout_s: float, read_timeout_s: float, policy: ReconnectPolicy | None, queue_size: int
+) -> Source:
+    name = redact(url)
+    params = _ffmpeg_timeouts(open_timeout_s, read_timeout_s)
 
     def opener() -> Any:
         return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
@@ -341,12 +346,7 @@ def _open_video(
     read_timeout_s: float = 0.0,
 ) -> Source:
     name = redact(str(path))
-    params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-        int(open_timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-        int(read_timeout_s * 1000),
-    ]
+    params = _ffmpeg_timeouts(open_timeout_s, read_timeout_s)
 
     def opener() -> Any:
         if open_timeout_s:  # a file on a web server

@@ -117,7 +117,7 @@ def test_live_stream_latest_frame_reconnect_and_give_up(tmp_path: Path) -> None:
                 src.read(timeout=0.5)
         waited = time.monotonic() - killed
         assert 2.5 < waited < 8.0, waited
-        assert "--max-reconnect" in (info.value.hint or "")
+        assert "--reconnect-timeout" in (info.value.hint or "")  # names the real CLI option
     finally:
         server.kill()
         if src is not None:
