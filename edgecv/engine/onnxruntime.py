@@ -49,7 +49,7 @@ def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
     if missing:
         raise ConfigError(
             f"ONNX Runtime provider(s) {', '.join(missing)} not available (this build has {', '.join(available)})",
-            hint="install onnxruntime-gpu for CUDA/TensorRT (on Jetson: the wheel for your JetPack), or use --device cpu",
+            hint="install onnxruntime-gpu for CUDA/TensorRT (on Jetson: the wheel for your JetPack), or load with providers=\"cpu\" (the default \"auto\" picks what is installed)",
         )
     if "CPUExecutionProvider" not in resolved:
         resolved.append("CPUExecutionProvider")
