@@ -148,9 +148,7 @@ def infer_meta(
     h, w = input_shape[2], input_shape[3]
     dynamic = not (isinstance(h, int) and isinstance(w, int))
     size = (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
-    if not dynamic:
-        pass
-    elif "imgsz" in props:
+    if dynamic and "imgsz" in props:  # the size Ultralytics exported at
         try:
             imgsz = json.loads(props["imgsz"])
             size = (int(imgsz[0]), int(imgsz[1]))

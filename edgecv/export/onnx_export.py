@@ -78,7 +78,6 @@ def load_torch_model(source: Path, cfg: ExportConfig) -> tuple[Any, Architecture
     from edgecv.zoo.checkpoint import load_checkpoint, load_state_dict_strict
 
     source = Path(source)
-    payload = None
     if source.suffix in (".pt", ".pth") and cfg.arch is None:
         model, info = load_checkpoint(source)
         arch = get_architecture(info["arch"])
@@ -150,8 +149,9 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
     if cfg.simplify:
         onnx_model = _simplify(onnx_model)
     step(2)
-    dims = {"images": ["batch", None, "height", "width"], "output0": ["batch", None, "anchors" if arch.task == "detect" else "height", None if arch.task == "detect" else "width"]}
-    name_dynamic_dims(onnx_model, dims if cfg.dynamic else {})
+    if cfg.dynamic:
+        out_dims = ["batch", None, "anchors"] if arch.task == "detect" else ["batch", None, "height", "width"]
+        name_dynamic_dims(onnx_model, {"images": ["batch", None, "height", "width"], "output0": out_dims})
     onnx_model.producer_name = "edgecv"
     onnx_model.producer_version = __version__
     set_metadata(onnx_model, meta)
