@@ -18,6 +18,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "tensorrt"),
     "cuda": ("tensorrt", "cuda-python"),
     "imageio_ffmpeg": ("test", "imageio-ffmpeg"),
+    "matplotlib": ("plot", "matplotlib"),
 }
 
 
