@@ -1,1 +1,1 @@
-"""Stage 6: accuracy (COCO mAP, mIoU) and, later, latency benchmarks and reports."""
+"""Stage 6: latency benchmarks (``edgecv bench``), accuracy (COCO mAP, mIoU), environment, reports."""
