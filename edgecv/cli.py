@@ -338,6 +338,7 @@ def bench(
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed iterations per model and batch size.", rich_help_panel="Measurement")] = 100,
     duration: Annotated[float | None, typer.Option(help="Seconds of timed inference per model instead of --iterations.", rich_help_panel="Measurement")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.", rich_help_panel="Measurement")] = 10,
+    warmup_s: Annotated[float | None, typer.Option("--warmup-s", help="Warm up for this many seconds per model instead.", rich_help_panel="Measurement")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,8 (dynamic-batch models).", rich_help_panel="Measurement")] = "1",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Measurement")] = None,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Frames from a video, image or folder (default: synthetic 640x480 scenes).", rich_help_panel="Measurement")] = None,
@@ -366,7 +367,7 @@ def bench(
     if loop and (source is None or not Path(source).is_file()):
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
-        warmup=warmup, iterations=iterations, duration_s=duration, batch_sizes=tuple(_int_list(batch, "--batch") or [1]), threads=threads
+        warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(_int_list(batch, "--batch") or [1]), threads=threads
     )
     frames = frames_from(source) if source else synthetic_frames()
     environment = collect_environment()

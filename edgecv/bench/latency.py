@@ -32,6 +32,7 @@ class BenchConfig:
     """Options of ``edgecv bench``: ``iterations`` per entry, or ``duration_s`` per entry when set."""
 
     warmup: int = 10
+    warmup_s: float | None = None  # warm up for this long per entry instead of ``warmup`` iterations
     iterations: int = 100
     duration_s: float | None = None
     batch_sizes: tuple[int, ...] = (1,)
@@ -44,8 +45,8 @@ class BenchConfig:
             raise ConfigError(f"--iterations must be positive, got {self.iterations}", hint="e.g. --iterations 200, or --duration 10")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ConfigError(f"--duration must be positive, got {self.duration_s}")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.warmup < 0 or (self.warmup_s is not None and self.warmup_s < 0):
+            raise ConfigError(f"warm-up must be >= 0, got {self.warmup_s if self.warmup_s is not None else self.warmup}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {list(self.batch_sizes)}", hint="e.g. --batch 1,4,8")
         if self.chunk < 1:
@@ -191,7 +192,12 @@ def _run_guarded(entry: _Entry, count: int, record: bool, active: list[_Entry]) 
 def _measure(entries: list[_Entry], cfg: BenchConfig, progress: Progress | None) -> None:
     active = list(entries)
     for entry in list(active):
-        _run_guarded(entry, cfg.warmup, False, active)
+        if cfg.warmup_s is None:
+            _run_guarded(entry, cfg.warmup, False, active)
+            continue
+        end = time.perf_counter() + cfg.warmup_s
+        while entry in active and time.perf_counter() < end:
+            _run_guarded(entry, 1, False, active)
     if cfg.duration_s is None:
         total = len(active) * cfg.iterations
         rounds = math.ceil(cfg.iterations / cfg.chunk)

@@ -23,7 +23,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"iterations": 0}, {"duration_s": 0.0}, {"warmup": -1}, {"batch_sizes": (0,)}, {"batch_sizes": ()}, {"chunk": 0}],
+    [{"iterations": 0}, {"duration_s": 0.0}, {"warmup": -1}, {"warmup_s": -1.0}, {"batch_sizes": (0,)}, {"batch_sizes": ()}, {"chunk": 0}],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
@@ -105,7 +105,7 @@ def test_entries_are_interleaved_and_a_failing_one_does_not_stop_the_others(monk
 
 
 def test_duration_mode_runs_each_entry_for_its_budget(det_onnx: Path, frames: list[np.ndarray]) -> None:
-    report = benchmark([det_onnx], BenchConfig(warmup=1, duration_s=0.3, chunk=5, threads=1), frames)
+    report = benchmark([det_onnx], BenchConfig(warmup_s=0.05, duration_s=0.3, chunk=5, threads=1), frames)
     e2e = report.results[0].stages["e2e"]
     assert e2e.count * e2e.mean >= 300
 
