@@ -36,7 +36,9 @@ TASKS = ("detect", "segment")
 # Output layouts edgecv can decode on the host.
 #   yolov8:     one output (B, 4 + nc, anchors): cx, cy, w, h in input pixels, then class scores
 #   seg_logits: one output (B, nc, H, W): per-pixel class logits at input resolution
-OUTPUT_FORMATS = ("yolov8", "seg_logits")
+#   nms:        NMS inside the graph, the EfficientNMS layout: num_dets (B, 1), boxes (B, K, 4) xyxy in
+#               input pixels, scores (B, K), classes (B, K); parameters in ``extra["nms"]``
+OUTPUT_FORMATS = ("yolov8", "seg_logits", "nms")
 
 
 @dataclass(frozen=True)
