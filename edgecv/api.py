@@ -110,9 +110,11 @@ class Detector(Model):
         self.conf, self.iou, self.classes, self.max_det, self.agnostic = conf, iou, classes, max_det, agnostic
 
     def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Detections:
-        from edgecv.vision.decode import decode_yolov8
+        from edgecv.vision.decode import decode_yolov8, yolov5_to_yolov8
 
         raw = next(iter(outputs.values()))
+        if self.meta.output_format == "yolov5":
+            raw = yolov5_to_yolov8(raw)
         xyxy, scores, class_ids = decode_yolov8(
             raw, self.conf, self.iou, classes=self.classes, max_det=self.max_det, agnostic=self.agnostic
         )

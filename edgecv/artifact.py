@@ -36,9 +36,10 @@ TASKS = ("detect", "segment")
 # Output layouts edgecv can decode on the host.
 #   yolov8:     one output (B, 4 + nc, anchors): cx, cy, w, h in input pixels, then class scores
 #   seg_logits: one output (B, nc, H, W): per-pixel class logits at input resolution
+#   yolov5:     one output (B, anchors, 5 + nc): cx, cy, w, h, objectness, class scores (Ultralytics YOLOv5)
 #   nms:        NMS inside the graph, the EfficientNMS layout: num_dets (B, 1), boxes (B, K, 4) xyxy in
 #               input pixels, scores (B, K), classes (B, K); parameters in ``extra["nms"]``
-OUTPUT_FORMATS = ("yolov8", "seg_logits", "nms")
+OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms")
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,9 @@ def infer_meta(
 ) -> ModelMeta:
     """Guess the metadata of an ONNX model edgecv did not write, from its I/O shapes.
 
-    Recognises a YOLOv8-layout detector (one output ``(B, 4 + nc, A)`` with A > 4 + nc)
-    and a semantic segmenter (one output ``(B, nc, H, W)``). Ultralytics' own
+    Recognises a YOLOv8-layout detector (one output ``(B, 4 + nc, A)`` with A > 4 + nc),
+    a YOLOv5-layout detector (``(B, A, 5 + nc)``, with objectness) and a semantic
+    segmenter (one output ``(B, nc, H, W)``). Ultralytics' own
     metadata (``names``, ``stride``, ``imgsz``) is used when present.
 
     Raises:
@@ -170,6 +172,11 @@ def infer_meta(
             nc = channels - 4
             names = _names_for(names, nc)
             return ModelMeta("detect", names, size, "yolov8", dynamic=dynamic, stride=stride, arch="foreign")
+        if isinstance(anchors, int) and anchors > 5 and (not isinstance(channels, int) or channels > anchors):
+            if task not in (None, "detect"):
+                raise ConfigError(f"--task {task} does not match a detector output {list(output_shapes[0])}")
+            names = _names_for(names, anchors - 5)
+            return ModelMeta("detect", names, size, "yolov5", dynamic=dynamic, stride=stride, arch="foreign")
     if len(output_shapes) == 1 and len(output_shapes[0]) == 4:
         nc = output_shapes[0][1]
         if isinstance(nc, int) and nc >= 2:

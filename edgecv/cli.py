@@ -100,7 +100,7 @@ def _default_model(model: Path | None) -> Path:
 @app.command()
 @handle_errors
 def export(
-    source: Annotated[str, typer.Argument(help="Checkpoint (.pt) or the name of a shipped model (shapes-det, shapes-seg).")],
+    source: Annotated[str, typer.Argument(help="Checkpoint (.pt), a shipped model name (shapes-det, shapes-seg), or a foreign .onnx to adopt.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .onnx (default: next to the source).")] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture of a plain state dict (shapes-det, shapes-seg).", rich_help_panel="Model")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
@@ -116,21 +116,32 @@ def export(
 ) -> None:
     """Export a PyTorch model to ONNX with metadata, simplify it and check it against PyTorch.
 
+    A foreign ONNX (Ultralytics YOLOv5/v8/11, a segmenter) is adopted instead: its layout is
+    recognised and edgecv metadata is added, without torch.
+
     Example: edgecv export shapes-det -o shapes-det.onnx
     """
     from edgecv import assets
     from edgecv._optional import require
     from edgecv.data.datasets import list_images
 
-    require("torch")
-    require("onnx")
-    from edgecv.export import ExportConfig, export_model
-
     src = Path(source)
     if not src.exists() and src.suffix == "" and arch is None:
         src = assets.shipped(source, ".pt")
     if not src.exists():
         raise ConfigError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
+    if src.suffix.lower() == ".onnx":  # adopt a foreign ONNX: metadata only, no torch needed
+        require("onnx")
+        from edgecv.export.adopt import adopt_onnx
+
+        dest = output or src.with_name(src.stem + ".edgecv.onnx")
+        adopted = adopt_onnx(src, dest, names=_names(names))
+        out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
+        return
+    require("torch")
+    require("onnx")
+    from edgecv.export import ExportConfig, export_model
+
     size = None
     if imgsz:
         parts = _int_list(imgsz, "--imgsz") or []

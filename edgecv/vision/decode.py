@@ -77,3 +77,18 @@ def decode_yolov8(
 
     keep = nms(xyxy, score, None if agnostic else class_ids, iou, max_det)
     return xyxy[keep], score[keep], class_ids[keep]
+
+
+def yolov5_to_yolov8(output: np.ndarray) -> np.ndarray:
+    """Ultralytics YOLOv5 layout ``(B, A, 5 + nc)`` -> YOLOv8 layout ``(B, 4 + nc, A)``.
+
+    Class scores become ``objectness * class score``, the confidence YOLOv5's own
+    NMS thresholds, so :func:`decode_yolov8` then applies the same rules.
+    """
+    out = np.asarray(output, dtype=np.float32)
+    if out.ndim == 2:
+        out = out[None]
+    if out.ndim != 3 or out.shape[2] < 6:
+        raise ValueError(f"expected a YOLOv5 output (B, anchors, 5 + nc), got {np.shape(output)}")
+    merged = np.concatenate([out[..., :4], out[..., 5:] * out[..., 4:5]], axis=2)
+    return merged.transpose(0, 2, 1)
