@@ -108,10 +108,21 @@ class Detector(Model):
                     hint=f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(self.names))}",
                 )
         self.conf, self.iou, self.classes, self.max_det, self.agnostic = conf, iou, classes, max_det, agnostic
+        graph_nms = self.meta.extra.get("nms") if self.meta.output_format == "nms" else None
+        if graph_nms:
+            if agnostic:
+                raise ConfigError("class-agnostic NMS was asked for, but this model's NMS is in the graph (class-aware)")
+            log.info(
+                "%s has NMS in the graph: IoU %s, score > max(%s, %s), at most %s detections",
+                engine.path.name, graph_nms.get("iou"), conf, graph_nms.get("conf"), min(max_det, graph_nms.get("max_det", max_det)),
+            )
 
     def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Detections:
-        from edgecv.vision.decode import decode_yolov8, yolov5_to_yolov8
+        from edgecv.vision.decode import decode_nms_outputs, decode_yolov8, yolov5_to_yolov8
 
+        if self.meta.output_format == "nms":  # decoded and suppressed in the graph: only thresholds remain
+            xyxy, scores, class_ids = decode_nms_outputs(outputs, conf=self.conf, classes=self.classes, max_det=self.max_det)
+            return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
         raw = next(iter(outputs.values()))
         if self.meta.output_format == "yolov5":
             raw = yolov5_to_yolov8(raw)

@@ -111,6 +111,10 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
+    nms: Annotated[str | None, typer.Option(help="Add NMS to the graph: onnx (runs on ONNX Runtime and TensorRT) or efficient (EfficientNMS_TRT, TensorRT only).", rich_help_panel="Graph")] = None,
+    nms_conf: Annotated[float, typer.Option(help="In-graph NMS score threshold.", rich_help_panel="Graph")] = 0.25,
+    nms_iou: Annotated[float, typer.Option(help="In-graph NMS IoU threshold.", rich_help_panel="Graph")] = 0.45,
+    max_det: Annotated[int, typer.Option(help="In-graph NMS: detections per image (<= 3840).", rich_help_panel="Graph")] = 100,
     parity_images: Annotated[Path | None, typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
     atol: Annotated[float, typer.Option(help="Parity tolerance (absolute).", rich_help_panel="Checks")] = 1e-3,
 ) -> None:
@@ -130,6 +134,10 @@ def export(
         src = assets.shipped(source, ".pt")
     if not src.exists():
         raise ConfigError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
+    if nms is not None:
+        from edgecv.export.nms import check_nms_options
+
+        check_nms_options(nms, nms_iou, nms_conf, max_det)
     if src.suffix.lower() == ".onnx":  # adopt a foreign ONNX: metadata only, no torch needed
         require("onnx")
         from edgecv.export.adopt import adopt_onnx
@@ -137,6 +145,8 @@ def export(
         dest = output or src.with_name(src.stem + ".edgecv.onnx")
         adopted = adopt_onnx(src, dest, names=_names(names))
         out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
+        if nms:
+            _append_nms(dest, adopted.meta, nms, nms_iou, nms_conf, max_det)
         return
     require("torch")
     require("onnx")
@@ -150,6 +160,7 @@ def export(
         arch=arch, num_classes=num_classes, width=width, names=_names(names), input_size=size, dynamic=not static, opset=opset,
         simplify=simplify, exporter=exporter, atol=atol,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
+        nms=nms, nms_iou=nms_iou, nms_conf=nms_conf, nms_max_det=max_det,
     )
     dest = output or src.with_suffix(".onnx")
     with progress_bar("export", 4, _state["quiet"]) as update:
@@ -159,6 +170,24 @@ def export(
         f"{report.size_bytes / 1e6:.1f} MB, {report.exporter}) in {report.seconds:.1f} s; "
         f"parity vs PyTorch: max abs diff {report.max_abs_diff:.2e}"
     )
+    _nms_note(report.meta)
+
+
+def _append_nms(path: Path, meta: Any, kind: str, iou: float, conf: float, max_det: int) -> None:
+    from edgecv.export.graph import load_onnx, save_onnx
+    from edgecv.export.nms import add_nms
+
+    model, meta = add_nms(load_onnx(path), meta, iou=iou, conf=conf, max_det=max_det, kind=kind)
+    save_onnx(model, path)
+    _nms_note(meta)
+
+
+def _nms_note(meta: Any) -> None:
+    nms = meta.extra.get("nms") if meta.nms_in_graph else None
+    if nms:
+        out.print(f"NMS in the graph ({nms['kind']}): IoU {nms['iou']}, score > {nms['conf']}, at most {nms['max_det']} per image")
+        if nms["kind"] == "efficient":
+            out.print("note: EfficientNMS_TRT runs on TensorRT only; ONNX Runtime (run, eval on CPU) cannot load this file")
 
 
 # ---------------------------------------------------------------- info

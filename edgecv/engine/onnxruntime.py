@@ -93,6 +93,11 @@ class OnnxRuntimeEngine(BaseEngine):
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
         except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, ... as RuntimeError subclasses
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "EfficientNMS_TRT" in str(exc):
+                raise ArtifactError(
+                    f"{path} uses TensorRT's EfficientNMS_TRT plugin, which ONNX Runtime cannot run",
+                    hint="build a TensorRT engine from it, or export with --nms onnx (runs on both ONNX Runtime and TensorRT)",
+                ) from exc
             raise ArtifactError(
                 f"{path} is not a loadable ONNX model (truncated, corrupt or not ONNX): {first}",
                 hint="re-export it with `edgecv export`, or check the copy is complete (compare file sizes/hashes)",

@@ -92,3 +92,69 @@ def yolov5_to_yolov8(output: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a YOLOv5 output (B, anchors, 5 + nc), got {np.shape(output)}")
     merged = np.concatenate([out[..., :4], out[..., 5:] * out[..., 4:5]], axis=2)
     return merged.transpose(0, 2, 1)
+
+
+# Output names of an in-graph NMS model (edgecv.export.nms) and TensorRT's EfficientNMS_TRT names.
+NMS_OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes")
+_NMS_OUTPUT_ALIASES = {"num_detections": "num_dets", "detection_boxes": "boxes", "detection_scores": "scores", "detection_classes": "classes"}
+
+
+def decode_nms_outputs(
+    outputs: dict[str, np.ndarray] | Sequence[np.ndarray],
+    conf: float = 0.0,
+    classes: Sequence[int] | None = None,
+    max_det: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read batch index 0 of a model with NMS in the graph (``output_format == "nms"``).
+
+    The graph already decoded the boxes and ran NMS with its own ``conf``/``iou``/``max_det``
+    (``meta.extra["nms"]``). On top of that the host keeps rows whose score is > ``conf``
+    (strict, as :func:`decode_yolov8`; a ``conf`` above the in-graph one gives exactly what the
+    graph would have given with it), then those whose class is in ``classes``, then the first
+    ``max_det``. Class filtering happens after the graph's ``max_det`` cut, so it can return
+    fewer boxes than a host decode that filtered classes before NMS.
+
+    Args:
+        outputs: ``num_dets`` (B, 1) int, ``boxes`` (B, K, 4) x1 y1 x2 y2 in model-input pixels,
+            ``scores`` (B, K), ``classes`` (B, K) int: by name (TensorRT's ``num_detections``,
+            ``detection_boxes`` ... are accepted too) or as a sequence in that order.
+        conf: minimum score (strict ``>``).
+        classes: class ids to keep, or None for all.
+        max_det: keep at most this many, or None for all.
+
+    Returns:
+        xyxy: (K, 4) float32, scores: (K,) float32, class_ids: (K,) int32; by descending score.
+
+    Raises:
+        ValueError: the outputs are missing or do not have the shapes above, or ``max_det`` < 0.
+    """
+    from collections.abc import Mapping
+
+    if isinstance(outputs, Mapping):
+        named = {_NMS_OUTPUT_ALIASES.get(k, k): v for k, v in outputs.items()}
+        missing = [n for n in NMS_OUTPUT_NAMES if n not in named]
+        if missing:
+            raise ValueError(f"NMS outputs {missing} missing; got {sorted(outputs)}, expected {list(NMS_OUTPUT_NAMES)}")
+        arrays = [np.asarray(named[n]) for n in NMS_OUTPUT_NAMES]
+    else:
+        arrays = [np.asarray(a) for a in outputs]
+        if len(arrays) != 4:
+            raise ValueError(f"expected 4 NMS outputs {list(NMS_OUTPUT_NAMES)}, got {len(arrays)}")
+    num, boxes, scores, labels = arrays
+    if (
+        num.ndim != 2 or boxes.ndim != 3 or boxes.shape[2] != 4 or num.shape[0] < 1
+        or scores.shape != boxes.shape[:2] or labels.shape != boxes.shape[:2]
+    ):
+        shapes = [a.shape for a in arrays]
+        raise ValueError(f"expected NMS outputs (B, 1), (B, K, 4), (B, K), (B, K), got {shapes}")
+    if max_det is not None and max_det < 0:
+        raise ValueError(f"max_det must be >= 0 or None, got {max_det}")
+    n = int(np.clip(num[0, 0], 0, boxes.shape[1]))
+    xyxy = boxes[0, :n].astype(np.float32)
+    score = scores[0, :n].astype(np.float32)
+    class_ids = labels[0, :n].astype(np.int32)
+    keep = score > conf
+    if classes is not None:
+        keep &= np.isin(class_ids, np.asarray(list(classes), dtype=np.int64))
+    idx = np.flatnonzero(keep)[:max_det]
+    return xyxy[idx], score[idx], class_ids[idx]

@@ -89,3 +89,29 @@ def test_adopting_an_unknown_layout_fails_clearly(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     result = runner.invoke(app, ["export", str(path)])
     assert result.exit_code == 4 and "not a layout edgecv knows" in result.output
+
+
+def test_nms_in_graph_from_the_cli_matches_host_nms(det_onnx: Path, demo_video: Path, tmp_path: Path) -> None:
+    with_nms = tmp_path / "det.nms.onnx"
+    result = runner.invoke(app, ["export", str(det_onnx), "--nms", "onnx", "--nms-conf", "0.25", "--nms-iou", "0.45", "-o", str(with_nms)])
+    assert result.exit_code == 0, result.output
+    assert "NMS in the graph (onnx)" in result.output
+    details = json.loads(runner.invoke(app, ["info", str(with_nms), "--json"]).stdout)
+    assert details["output_format"] == "nms" and details["nms_in_graph"] and [o["name"] for o in details["outputs"]] == ["num_dets", "boxes", "scores", "classes"]
+    runs = {}
+    for name, path in (("graph", with_nms), ("host", det_onnx)):
+        jsonl = tmp_path / f"{name}.jsonl"
+        assert runner.invoke(app, ["run", str(path), "--source", str(demo_video), "--jsonl", str(jsonl)]).exit_code == 0
+        runs[name] = [json.loads(line)["detections"] for line in jsonl.read_text().splitlines()]
+    assert runs["graph"] == runs["host"]
+
+
+def test_efficient_nms_is_tensorrt_only_and_says_so(det_onnx: Path, tmp_path: Path) -> None:
+    trt_only = tmp_path / "det.trt.onnx"
+    result = runner.invoke(app, ["export", str(det_onnx), "--nms", "efficient", "-o", str(trt_only)])
+    assert result.exit_code == 0, result.output
+    assert "TensorRT only" in result.output
+    result = runner.invoke(app, ["run", str(trt_only), "--max-frames", "1"])
+    assert result.exit_code == 4 and "EfficientNMS_TRT" in result.output and "--nms onnx" in result.output
+    bad = runner.invoke(app, ["export", str(det_onnx), "--nms", "efficent"])
+    assert bad.exit_code == 2 and "did you mean 'efficient'" in bad.output
