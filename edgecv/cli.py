@@ -111,10 +111,12 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
-    nms: Annotated[str | None, typer.Option(help="Add NMS to the graph: onnx (runs on ONNX Runtime and TensorRT) or efficient (EfficientNMS_TRT, TensorRT only).", rich_help_panel="Graph")] = None,
+    nms: Annotated[str | None, typer.Option(help=NMS_HELP, rich_help_panel="Graph")] = None,
     nms_conf: Annotated[float, typer.Option(help="In-graph NMS score threshold.", rich_help_panel="Graph")] = 0.25,
     nms_iou: Annotated[float, typer.Option(help="In-graph NMS IoU threshold.", rich_help_panel="Graph")] = 0.45,
     max_det: Annotated[int, typer.Option(help="In-graph NMS: detections per image (<= 3840).", rich_help_panel="Graph")] = 100,
+    preprocess_in_graph: Annotated[bool, typer.Option("--preprocess-in-graph", help=PRE_HELP, rich_help_panel="Graph")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help=FP16_HELP, rich_help_panel="Precision")] = False,
     parity_images: Annotated[Path | None, typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
     atol: Annotated[float, typer.Option(help="Parity tolerance (absolute).", rich_help_panel="Checks")] = 1e-3,
 ) -> None:
@@ -134,10 +136,9 @@ def export(
         src = assets.shipped(source, ".pt")
     if not src.exists():
         raise ConfigError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
-    if nms is not None:
-        from edgecv.export.nms import check_nms_options
+    from edgecv.export.convert import NmsOptions
 
-        check_nms_options(nms, nms_iou, nms_conf, max_det)
+    nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None  # checked before any work
     if src.suffix.lower() == ".onnx":  # adopt a foreign ONNX: metadata only, no torch needed
         require("onnx")
         from edgecv.export.adopt import adopt_onnx
@@ -145,8 +146,7 @@ def export(
         dest = output or src.with_name(src.stem + ".edgecv.onnx")
         adopted = adopt_onnx(src, dest, names=_names(names))
         out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
-        if nms:
-            _append_nms(dest, adopted.meta, nms, nms_iou, nms_conf, max_det)
+        _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
         return
     require("torch")
     require("onnx")
@@ -160,7 +160,6 @@ def export(
         arch=arch, num_classes=num_classes, width=width, names=_names(names), input_size=size, dynamic=not static, opset=opset,
         simplify=simplify, exporter=exporter, atol=atol,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
-        nms=nms, nms_iou=nms_iou, nms_conf=nms_conf, nms_max_det=max_det,
     )
     dest = output or src.with_suffix(".onnx")
     with progress_bar("export", 4, _state["quiet"]) as update:
@@ -170,24 +169,58 @@ def export(
         f"{report.size_bytes / 1e6:.1f} MB, {report.exporter}) in {report.seconds:.1f} s; "
         f"parity vs PyTorch: max abs diff {report.max_abs_diff:.2e}"
     )
-    _nms_note(report.meta)
+    _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
 
 
-def _append_nms(path: Path, meta: Any, kind: str, iou: float, conf: float, max_det: int) -> None:
-    from edgecv.export.graph import load_onnx, save_onnx
-    from edgecv.export.nms import add_nms
-
-    model, meta = add_nms(load_onnx(path), meta, iou=iou, conf=conf, max_det=max_det, kind=kind)
-    save_onnx(model, path)
-    _nms_note(meta)
+NMS_HELP = "Add NMS to the graph: onnx (runs on ONNX Runtime and TensorRT) or efficient (EfficientNMS_TRT, TensorRT only)."
+PRE_HELP = "Input becomes uint8 NHWC BGR; cast, color order, normalization and layout happen in the graph."
+FP16_HELP = "Mixed-precision FP16 graph (I/O and sensitive ops FP32): how TensorRT 11 takes FP16; runs on ONNX Runtime."
 
 
-def _nms_note(meta: Any) -> None:
-    nms = meta.extra.get("nms") if meta.nms_in_graph else None
-    if nms:
-        out.print(f"NMS in the graph ({nms['kind']}): IoU {nms['iou']}, score > {nms['conf']}, at most {nms['max_det']} per image")
-        if nms["kind"] == "efficient":
-            out.print("note: EfficientNMS_TRT runs on TensorRT only; ONNX Runtime (run, eval on CPU) cannot load this file")
+def _graph_edits(path: Path, nms: Any, preprocess_in_graph: bool, fp16: bool) -> None:
+    """Apply the requested ONNX-to-ONNX edits in place (atomically) and say what the graph now holds."""
+    if nms is None and not preprocess_in_graph and not fp16:
+        return
+    from edgecv.export.convert import convert_onnx, describe_edits
+
+    meta = convert_onnx(path, path, nms=nms, preprocess_in_graph=preprocess_in_graph, fp16=fp16)
+    for line in describe_edits(meta):
+        out.print(line, highlight=False)
+
+
+# ---------------------------------------------------------------- convert
+@app.command()
+@handle_errors
+def convert(
+    model: Annotated[Path, typer.Argument(help="ONNX model (edgecv's, or a foreign one edgecv recognises).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .onnx (default: MODEL.fp16.onnx / MODEL.conv.onnx).")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help=FP16_HELP, rich_help_panel="Precision")] = False,
+    keep_fp32: Annotated[str | None, typer.Option(help="More op types to keep FP32, e.g. Resize,Mul.", rich_help_panel="Precision")] = None,
+    preprocess_in_graph: Annotated[bool, typer.Option("--preprocess-in-graph", help=PRE_HELP, rich_help_panel="Graph")] = False,
+    nms: Annotated[str | None, typer.Option(help=NMS_HELP, rich_help_panel="Graph")] = None,
+    nms_conf: Annotated[float, typer.Option(help="In-graph NMS score threshold.", rich_help_panel="Graph")] = 0.25,
+    nms_iou: Annotated[float, typer.Option(help="In-graph NMS IoU threshold.", rich_help_panel="Graph")] = 0.45,
+    max_det: Annotated[int, typer.Option(help="In-graph NMS: detections per image (<= 3840).", rich_help_panel="Graph")] = 100,
+) -> None:
+    """Convert an ONNX model: FP16 mixed precision, preprocessing and/or NMS inside the graph.
+
+    Example: edgecv convert models/shapes-det.onnx --fp16 -o shapes-det.fp16.onnx
+    """
+    from edgecv._optional import require
+
+    require("onnx")
+    from edgecv.export.convert import NmsOptions, convert_onnx, describe_edits
+
+    if not model.exists():
+        raise ConfigError(f"{model} not found", hint="check the path")
+    nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None
+    dest = output or model.with_name(model.stem + (".fp16.onnx" if fp16 else ".conv.onnx"))
+    extra_ops = [op for op in (keep_fp32 or "").replace(" ", "").split(",") if op]
+    meta = convert_onnx(model, dest, nms=nms_options, preprocess_in_graph=preprocess_in_graph, fp16=fp16, keep_fp32_ops=extra_ops)
+    out.print(f"converted {model} -> {dest} ({meta.precision})")
+    for line in describe_edits(meta):
+        out.print(line, highlight=False)
+
 
 
 # ---------------------------------------------------------------- info

@@ -52,16 +52,8 @@ class ExportConfig:
     parity_count: int = 4
     atol: float = 1e-3
     rtol: float = 1e-3
-    nms: str | None = None  # "onnx" | "efficient": append NMS to the graph (after the parity check of the raw heads)
-    nms_iou: float = 0.45
-    nms_conf: float = 0.25
-    nms_max_det: int = 100
 
     def __post_init__(self) -> None:
-        if self.nms is not None:
-            from edgecv.export.nms import check_nms_options
-
-            check_nms_options(self.nms, self.nms_iou, self.nms_conf, self.nms_max_det)
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"unknown exporter {self.exporter!r}", hint=f"use one of {', '.join(EXPORTERS)}")
         if self.opset < 17:
@@ -166,13 +158,6 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
     save_onnx(onnx_model, out)
     step(3)
     diff = parity_check(model, out, meta, cfg)
-    if cfg.nms is not None:
-        if meta.task != "detect":
-            raise ConfigError(f"--nms applies to detectors; {arch.name} is a {meta.task} model")
-        from edgecv.export.nms import add_nms
-
-        onnx_model, meta = add_nms(onnx_model, meta, iou=cfg.nms_iou, conf=cfg.nms_conf, max_det=cfg.nms_max_det, kind=cfg.nms)
-        save_onnx(onnx_model, out)
     step(4)
     return ExportReport(Path(out), meta, diff, exporter, time.time() - start, Path(out).stat().st_size)
 
