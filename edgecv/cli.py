@@ -90,6 +90,15 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}", hint=f"e.g. {option} 0,2") from None
 
 
+def _batch_range(text: str) -> tuple[int, int, int]:
+    parts = text.split(":")
+    try:
+        lo, opt, hi = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--dynamic-batch takes MIN:OPT:MAX, got {text!r}", hint="e.g. --dynamic-batch 1:4:16") from None
+    return lo, opt, hi
+
+
 def _default_model(model: Path | None) -> Path:
     from edgecv import assets
 
@@ -108,6 +117,7 @@ def export(
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
     static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
+    dynamic_batch: Annotated[str | None, typer.Option(help="Batch range MIN:OPT:MAX, recorded for TensorRT optimization profiles (default 1:1:16).", rich_help_panel="Graph")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
@@ -139,6 +149,7 @@ def export(
     from edgecv.export.convert import NmsOptions
 
     nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None  # checked before any work
+    batch_range = _batch_range(dynamic_batch) if dynamic_batch else None
     if src.suffix.lower() == ".onnx":  # adopt a foreign ONNX: metadata only, no torch needed
         require("onnx")
         from edgecv.export.adopt import adopt_onnx
@@ -157,7 +168,7 @@ def export(
         parts = _int_list(imgsz, "--imgsz") or []
         size = (parts[0], parts[-1])
     cfg = ExportConfig(
-        arch=arch, num_classes=num_classes, width=width, names=_names(names), input_size=size, dynamic=not static, opset=opset,
+        arch=arch, num_classes=num_classes, width=width, names=_names(names), batch_range=batch_range, input_size=size, dynamic=not static, opset=opset,
         simplify=simplify, exporter=exporter, atol=atol,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
     )
@@ -169,6 +180,12 @@ def export(
         f"{report.size_bytes / 1e6:.1f} MB, {report.exporter}) in {report.seconds:.1f} s; "
         f"parity vs PyTorch: max abs diff {report.max_abs_diff:.2e}"
     )
+    if report.parity is not None:
+        p = report.parity
+        out.print(
+            f"parity on {p.images} images: mean abs diff {p.mean_abs_diff:.2e}, {p.agreement_metric}: {p.agreement:.2%}",
+            highlight=False, soft_wrap=True,
+        )
     _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
 
 

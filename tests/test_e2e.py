@@ -30,6 +30,7 @@ def test_export_run_eval(tmp_path: Path, demo_video: Path, shapes_val: Path) -> 
     result = runner.invoke(app, ["export", str(assets.shipped("shapes-det", ".pt")), "-o", str(onnx_path)])
     assert result.exit_code == 0, result.output
     assert "parity vs PyTorch: max abs diff" in result.output
+    assert "detections matched (IoU >= 0.9, same class): 100.00%" in result.output.replace("\n", " ")
 
     jsonl = tmp_path / "dets.jsonl"
     result = runner.invoke(app, ["run", str(onnx_path), "--source", str(demo_video), "--jsonl", str(jsonl), "--conf", "0.4"])

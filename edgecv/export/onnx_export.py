@@ -52,14 +52,25 @@ class ExportConfig:
     parity_count: int = 4
     atol: float = 1e-3
     rtol: float = 1e-3
+    batch_range: tuple[int, int, int] | None = None  # min, opt, max batch for TensorRT profiles (default 1:1:16)
 
     def __post_init__(self) -> None:
+        if self.batch_range is not None:
+            lo, opt, hi = self.batch_range
+            if not 1 <= lo <= opt <= hi:
+                raise ConfigError(f"batch range must satisfy 1 <= MIN <= OPT <= MAX, got {lo}:{opt}:{hi}", hint="e.g. --dynamic-batch 1:4:16")
+            if not self.dynamic:
+                raise ConfigError("--dynamic-batch conflicts with --static", hint="drop one of them")
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"unknown exporter {self.exporter!r}", hint=f"use one of {', '.join(EXPORTERS)}")
         if self.opset < 17:
             raise ConfigError(f"opset {self.opset} is too old", hint="use --opset 17 or newer (TensorRT 10 parses 17-20)")
         if self.input_size is not None and min(self.input_size) <= 0:
             raise ConfigError(f"input size must be positive, got {self.input_size}")
+
+    @property
+    def batch_bounds(self) -> tuple[int, int, int]:
+        return self.batch_range or (1, 1, 16)
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class ExportReport:
     exporter: str
     seconds: float
     size_bytes: int
+    parity: ParityReport | None = None
 
 
 def load_torch_model(source: Path, cfg: ExportConfig) -> tuple[Any, Architecture, tuple[str, ...]]:
@@ -137,6 +149,7 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
         dynamic=cfg.dynamic,
         stride=arch.stride,
         arch=arch.name,
+        extra={"dynamic_batch": dict(zip(("min", "opt", "max"), cfg.batch_bounds))} if cfg.dynamic else {},
         source_hash=file_sha256(Path(source))[:16],
         edgecv_version=__version__,
     )
@@ -157,9 +170,11 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
     set_metadata(onnx_model, meta)
     save_onnx(onnx_model, out)
     step(3)
-    diff = parity_check(model, out, meta, cfg)
+    parity = parity_check(model, out, meta, cfg)
+    meta = meta.replace(extra={**meta.extra, "parity": parity.to_dict()})  # the file remembers how it was checked
+    save_onnx(set_metadata(onnx_model, meta), out)
     step(4)
-    return ExportReport(Path(out), meta, diff, exporter, time.time() - start, Path(out).stat().st_size)
+    return ExportReport(Path(out), meta, parity.max_abs_diff, exporter, time.time() - start, Path(out).stat().st_size, parity)
 
 
 def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: Architecture) -> str:
@@ -181,7 +196,7 @@ def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: 
                         dim = torch.export.Dim
                         kwargs["dynamic_shapes"] = {
                             "x": {
-                                0: dim("batch", min=1, max=256),
+                                0: dim("batch", min=1, max=max(2, cfg.batch_bounds[2])),
                                 2: arch.stride * dim("h", min=1, max=4096 // arch.stride),
                                 3: arch.stride * dim("w", min=1, max=4096 // arch.stride),
                             }
@@ -234,8 +249,45 @@ def parity_images(meta: ModelMeta, cfg: ExportConfig) -> list[np.ndarray]:
     return images
 
 
-def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig) -> float:
-    """Max |ONNX Runtime - PyTorch| over the parity images, through the runtime's preprocessing.
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX Runtime vs PyTorch on the same preprocessed images.
+
+    ``agreement`` is task-level: for detectors the share of PyTorch's detections
+    (conf 0.25, NMS IoU 0.45) that ONNX Runtime reproduces with the same class at
+    IoU >= 0.9; for segmenters the share of pixels with the same class.
+    """
+
+    images: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    agreement: float
+    agreement_metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _agreement(ref: np.ndarray, got: np.ndarray, task: str) -> tuple[int, int]:
+    """(matched, total): detections matched at IoU >= 0.9 with the same class, or pixels with the same class."""
+    if task == "segment":
+        same = ref.argmax(1) == got.argmax(1)
+        return int(same.sum()), int(same.size)
+    from edgecv.bench.accuracy import box_iou_coco
+    from edgecv.vision.decode import decode_yolov8
+
+    ref_boxes, _, ref_cls = decode_yolov8(ref, 0.25, 0.45)
+    got_boxes, _, got_cls = decode_yolov8(got, 0.25, 0.45)
+    if not len(ref_boxes) or not len(got_boxes):
+        return 0, len(ref_boxes)
+    xywh = lambda b: np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1).astype(np.float64)  # noqa: E731
+    ious = box_iou_coco(xywh(got_boxes), xywh(ref_boxes), np.zeros(len(ref_boxes), bool))  # (got, ref)
+    ious[got_cls[:, None] != ref_cls[None, :]] = 0
+    return int((ious.max(0) >= 0.9).sum()), len(ref_boxes)
+
+
+def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig) -> ParityReport:
+    """Compare ONNX Runtime with PyTorch on the parity images, through the runtime's preprocessing.
 
     Raises:
         ExportError: some element differs by more than ``atol + rtol * |torch|``.
@@ -246,8 +298,10 @@ def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig
     from edgecv.vision.letterbox import preprocess
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for image in parity_images(meta, cfg):
+    worst = total_diff = 0.0
+    elements = matched = total = 0
+    images = parity_images(meta, cfg)
+    for image in images:
         x, _ = preprocess(image, meta)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
@@ -256,6 +310,9 @@ def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} for input {x.shape}")
         diff = np.abs(got - ref)
         worst = max(worst, float(diff.max()))
+        total_diff, elements = total_diff + float(diff.sum()), elements + diff.size
+        m, t = _agreement(ref, got, meta.task)
+        matched, total = matched + m, total + t
         bad = diff > cfg.atol + cfg.rtol * np.abs(ref)
         if bad.any():
             raise ExportError(
@@ -263,5 +320,9 @@ def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig
                 f"({int(bad.sum())} elements beyond atol {cfg.atol} + rtol {cfg.rtol}); the file was written to {onnx_path} for inspection",
                 hint="try --exporter torchscript or --no-simplify, and report the model if it persists",
             )
-    log.info("parity: max abs diff %.3g over %d images", worst, cfg.parity_count)
-    return worst
+    report = ParityReport(
+        len(images), worst, total_diff / max(elements, 1), matched / total if total else 1.0,
+        "detections matched (IoU >= 0.9, same class)" if meta.task == "detect" else "pixels with the same class",
+    )
+    log.info("parity: max abs diff %.3g, agreement %.4f over %d images", worst, report.agreement, len(images))
+    return report

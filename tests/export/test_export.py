@@ -33,11 +33,14 @@ def test_export_writes_metadata_and_matches_torch(small_ckpt: Path, tmp_path: Pa
     steps: list[int] = []
     report = export_model(small_ckpt, out, ExportConfig(exporter="torchscript"), progress=lambda d, t: steps.append(d))
     assert steps[-1] == 4 and report.max_abs_diff < 1e-3
+    assert report.parity is not None and report.parity.images == 4 and report.parity.mean_abs_diff <= report.max_abs_diff
+    assert report.meta.extra["parity"]["max_abs_diff"] == pytest.approx(report.max_abs_diff, rel=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]  # no temp files left
     with load_engine(out) as engine:
         meta = engine.meta
         assert (meta.task, meta.names, meta.arch, meta.dynamic) == ("detect", ("a", "b", "c"), "shapes-det", True)
         assert len(meta.source_hash) == 16
+        assert meta.extra["dynamic_batch"] == {"min": 1, "opt": 1, "max": 16}
         for h, w in [(256, 256), (192, 256), (96, 320)]:
             y = next(iter(engine.infer({"images": np.zeros((1, 3, h, w), np.float32)}).values()))
             assert y.shape == (1, 7, sum((h // s) * (w // s) for s in (8, 16, 32)))
@@ -52,3 +55,7 @@ def test_static_export_and_bad_sizes(small_ckpt: Path, tmp_path: Path) -> None:
         export_model(small_ckpt, out, ExportConfig(input_size=(100, 100)))
     with pytest.raises(ConfigError, match="opset"):
         ExportConfig(opset=11)
+    with pytest.raises(ConfigError, match="conflicts with --static"):
+        ExportConfig(dynamic=False, batch_range=(1, 2, 4))
+    with pytest.raises(ConfigError, match="MIN <= OPT <= MAX"):
+        ExportConfig(batch_range=(4, 2, 8))
