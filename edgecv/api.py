@@ -123,6 +123,18 @@ class Detector(Model):
         if self.meta.output_format == "nms":  # decoded and suppressed in the graph: only thresholds remain
             xyxy, scores, class_ids = decode_nms_outputs(outputs, conf=self.conf, classes=self.classes, max_det=self.max_det)
             return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
+        if self.meta.output_format == "yolov8_seg":  # boxes + mask coefficients, and mask prototypes
+            from edgecv.vision.masks import decode_yolov8_seg
+
+            by_rank = {np.ndim(a): a for a in outputs.values()}
+            if sorted(by_rank) != [3, 4] or len(outputs) != 2:
+                shapes = {k: np.shape(v) for k, v in outputs.items()}
+                raise ValueError(f"a yolov8_seg model must give a (B, C, A) and a (B, 32, h, w) output, got {shapes}")
+            xyxy, scores, class_ids, masks = decode_yolov8_seg(
+                by_rank[3], by_rank[4], self.conf, self.iou, transform,
+                classes=self.classes, max_det=self.max_det, agnostic=self.agnostic,
+            )
+            return Detections(xyxy, scores, class_ids, self.names, masks=masks)
         raw = next(iter(outputs.values()))
         if self.meta.output_format == "yolov5":
             raw = yolov5_to_yolov8(raw)

@@ -39,7 +39,11 @@ TASKS = ("detect", "segment")
 #   yolov5:     one output (B, anchors, 5 + nc): cx, cy, w, h, objectness, class scores (Ultralytics YOLOv5)
 #   nms:        NMS inside the graph, the EfficientNMS layout: num_dets (B, 1), boxes (B, K, 4) xyxy in
 #               input pixels, scores (B, K), classes (B, K); parameters in ``extra["nms"]``
-OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms")
+#   yolov8_seg: Ultralytics YOLOv8/11-seg, two outputs: (B, 4 + nc + 32, anchors) as yolov8 plus 32 mask
+#               coefficients per anchor, and mask prototypes (B, 32, H/4, W/4); task "detect" with masks
+OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg")
+# Mask prototypes of a yolov8_seg model (and coefficients per anchor).
+SEG_PROTOS = 32
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,9 @@ def infer_meta(
     """Guess the metadata of an ONNX model edgecv did not write, from its I/O shapes.
 
     Recognises a YOLOv8-layout detector (one output ``(B, 4 + nc, A)`` with A > 4 + nc),
-    a YOLOv5-layout detector (``(B, A, 5 + nc)``, with objectness) and a semantic
+    a YOLOv5-layout detector (``(B, A, 5 + nc)``, with objectness), a YOLOv8/11-seg
+    instance segmenter (two outputs, in either order: ``(B, 4 + nc + 32, A)`` and mask
+    prototypes ``(B, 32, h, w)``; task "detect", format "yolov8_seg") and a semantic
     segmenter (one output ``(B, nc, H, W)``). Ultralytics' own
     metadata (``names``, ``stride``, ``imgsz``) is used when present.
 
@@ -164,6 +170,18 @@ def infer_meta(
     if names is None and "names" in props:
         names = _parse_ultralytics_names(props["names"])
 
+    if len(output_shapes) == 2 and sorted(len(s) for s in output_shapes) == [3, 4]:
+        det, protos = sorted(output_shapes, key=len)
+        channels = det[1]
+        if isinstance(channels, int) and channels > 4 + SEG_PROTOS and protos[1] == SEG_PROTOS:
+            if task not in (None, "detect"):
+                raise ConfigError(
+                    f"--task {task} does not match an instance-segmentation detector "
+                    f"with outputs {[list(s) for s in output_shapes]}",
+                    hint="YOLOv8/11-seg models run as task detect (boxes with masks); leave out --task",
+                )
+            names = _names_for(names, channels - 4 - SEG_PROTOS)
+            return ModelMeta("detect", names, size, "yolov8_seg", dynamic=dynamic, stride=stride, arch="foreign")
     if len(output_shapes) == 1 and len(output_shapes[0]) == 3:
         channels, anchors = output_shapes[0][1], output_shapes[0][2]
         if isinstance(channels, int) and channels > 4 and (not isinstance(anchors, int) or anchors > channels):
@@ -186,7 +204,10 @@ def infer_meta(
             return ModelMeta("segment", names, size, "seg_logits", dynamic=dynamic, stride=stride, arch="foreign")
     raise ArtifactError(
         f"this ONNX has no edgecv metadata and its outputs {[list(s) for s in output_shapes]} are not a layout edgecv knows",
-        hint="export it with `edgecv export`, or use a YOLOv8-layout detector (B, 4+nc, anchors) or a segmenter (B, nc, H, W)",
+        hint=(
+            "export it with `edgecv export`, or use a YOLOv8-layout detector (B, 4+nc, anchors), a YOLOv8-seg model "
+            "((B, 4+nc+32, anchors) and (B, 32, h, w)) or a segmenter (B, nc, H, W)"
+        ),
     )
 
 

@@ -32,6 +32,7 @@ class AdoptReport:
 _LAYOUTS = {
     "yolov8": "YOLOv8/11 detector (B, 4 + nc, anchors)",
     "yolov5": "YOLOv5 detector (B, anchors, 5 + nc) with objectness",
+    "yolov8_seg": "YOLOv8/11 instance segmenter (boxes + 32 mask coefficients, prototypes)",
     "seg_logits": "semantic segmenter (B, nc, H, W) logits",
 }
 

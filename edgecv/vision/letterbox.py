@@ -29,8 +29,8 @@ class LetterboxTransform:
         out[:, [0, 2]] = (xyxy[:, [0, 2]] - self.pad_x) / self.scale
         out[:, [1, 3]] = (xyxy[:, [1, 3]] - self.pad_y) / self.scale
         h, w = self.src_size
-        np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+        np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])  # slices are views: fancy indexing would clip a copy
+        np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
         return out
 
     def boxes_to_dst(self, xyxy: np.ndarray) -> np.ndarray:

@@ -16,6 +16,13 @@ def test_boxes_round_trip_through_the_transform(src: tuple[int, int]) -> None:
     np.testing.assert_allclose(t.boxes_to_src(t.boxes_to_dst(boxes)), boxes, atol=1e-3)
 
 
+def test_boxes_mapped_back_are_clipped_to_the_image() -> None:
+    _, t = letterbox(np.zeros((96, 128, 3), np.uint8), (64, 64))
+    back = t.boxes_to_src(np.array([[-10, -10, 100, 100], [10, 20, 30, 40]], np.float32))
+    assert back[0].tolist() == [0, 0, 128, 96]
+    np.testing.assert_allclose(back[1], [20, 24, 60, 64])
+
+
 def test_content_lands_where_the_transform_says() -> None:
     image = np.full((480, 640, 3), 255, np.uint8)
     out, t = letterbox(image, (320, 320), pad_value=0)
