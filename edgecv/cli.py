@@ -239,7 +239,6 @@ def convert(
         out.print(line, highlight=False)
 
 
-
 # ---------------------------------------------------------------- info
 @app.command()
 @handle_errors

@@ -57,7 +57,28 @@ def decode_yolov8(
     if out.dtype != np.float32:
         out = out.astype(np.float32)
 
-    cls_scores = out[4:]
+    _, xyxy, score, class_ids = select_yolov8(out[:4], out[4:], conf, iou, classes, max_det, agnostic, pre_nms_topk)
+    return xyxy, score, class_ids
+
+
+def select_yolov8(
+    cxcywh: np.ndarray,
+    cls_scores: np.ndarray,
+    conf: float,
+    iou: float,
+    classes: Sequence[int] | None,
+    max_det: int,
+    agnostic: bool,
+    pre_nms_topk: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The selection of :func:`decode_yolov8`, also returning the kept anchor indices (for mask coefficients).
+
+    Args:
+        cxcywh: (4, A) float32 boxes; cls_scores: (nc, A) float32 scores.
+
+    Returns:
+        anchors (K,) int64, xyxy (K, 4) float32, scores (K,) float32, class_ids (K,) int32.
+    """
     best = cls_scores.max(axis=0)
     cand = np.flatnonzero(best > conf)
     score = best[cand]
@@ -69,14 +90,14 @@ def decode_yolov8(
         top = np.sort(np.argsort(-score, kind="stable")[:pre_nms_topk])
         cand, score, class_ids = cand[top], score[top], class_ids[top]
 
-    cxcywh = out[:4, cand]
-    half = cxcywh[2:] / 2
+    boxes = cxcywh[:, cand]
+    half = boxes[2:] / 2
     xyxy = np.empty((cand.size, 4), np.float32)
-    xyxy[:, :2] = (cxcywh[:2] - half).T
-    xyxy[:, 2:] = (cxcywh[:2] + half).T
+    xyxy[:, :2] = (boxes[:2] - half).T
+    xyxy[:, 2:] = (boxes[:2] + half).T
 
     keep = nms(xyxy, score, None if agnostic else class_ids, iou, max_det)
-    return xyxy[keep], score[keep], class_ids[keep]
+    return cand[keep], xyxy[keep], score[keep], class_ids[keep]
 
 
 def yolov5_to_yolov8(output: np.ndarray) -> np.ndarray:

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgecv.vision.decode import select_yolov8
 from edgecv.vision.letterbox import LetterboxTransform
-from edgecv.vision.nms import nms
 
 NUM_PROTOS = 32
 
@@ -72,30 +72,13 @@ def decode_yolov8_seg(
     out = out.astype(np.float32, copy=False)
     nc = out.shape[0] - 4 - NUM_PROTOS
 
-    # decode_yolov8's selection, step for step, keeping the anchor indices.
-    cls_scores = out[4 : 4 + nc]
-    best = cls_scores.max(axis=0)
-    cand = np.flatnonzero(best > conf)
-    score = best[cand]
-    class_ids = cls_scores[:, cand].argmax(axis=0).astype(np.int32)
-    if classes is not None:
-        allowed = np.isin(class_ids, np.asarray(list(classes), dtype=np.int64))
-        cand, score, class_ids = cand[allowed], score[allowed], class_ids[allowed]
-    if cand.size > pre_nms_topk:
-        top = np.sort(np.argsort(-score, kind="stable")[:pre_nms_topk])
-        cand, score, class_ids = cand[top], score[top], class_ids[top]
-    cxcywh = out[:4, cand]
-    half = cxcywh[2:] / 2
-    xyxy = np.empty((cand.size, 4), np.float32)
-    xyxy[:, :2] = (cxcywh[:2] - half).T
-    xyxy[:, 2:] = (cxcywh[:2] + half).T
-    keep = nms(xyxy, score, None if agnostic else class_ids, iou, max_det)
-    anchors = cand[keep]
-
-    boxes = transform.boxes_to_src(xyxy[keep])  # clipped to the image
+    anchors, xyxy, score, class_ids = select_yolov8(
+        out[:4], out[4 : 4 + nc], conf, iou, classes, max_det, agnostic, pre_nms_topk
+    )
+    boxes = transform.boxes_to_src(xyxy)  # clipped to the image
     src_h, src_w = transform.src_size
-    masks = np.zeros((keep.size, src_h, src_w), bool)
-    if keep.size:
+    masks = np.zeros((anchors.size, src_h, src_w), bool)
+    if anchors.size:
         _, ph, pw = pro.shape
         coefs = out[4 + nc :, anchors].T  # (K, 32)
         logits = (coefs @ pro.reshape(NUM_PROTOS, -1).astype(np.float32, copy=False)).reshape(-1, ph, pw)
@@ -111,7 +94,7 @@ def decode_yolov8_seg(
             rows = logits[k].take(ry[0], axis=0) * (1 - ry[2])[:, None] + logits[k].take(ry[1], axis=0) * ry[2][:, None]
             roi = rows.take(rx[0], axis=1) * (1 - rx[2]) + rows.take(rx[1], axis=1) * rx[2]
             masks[k, r0:r1, c0:c1] = roi > 0
-    return boxes, score[keep], class_ids[keep], masks
+    return boxes, score, class_ids, masks
 
 
 def _bilinear_axis(
