@@ -11,6 +11,7 @@ from edgecv.errors import MissingDependencyError
 # import name -> (extra that provides it, pip distribution name)
 _EXTRAS: dict[str, tuple[str, str]] = {
     "torch": ("export", "torch"),
+    "torchvision": ("torchvision", "torchvision"),
     "onnx": ("export", "onnx"),
     "onnxslim": ("export", "onnxslim"),
     "torch_pruning": ("export", "torch-pruning"),

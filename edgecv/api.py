@@ -123,6 +123,18 @@ class Detector(Model):
         if self.meta.output_format == "nms":  # decoded and suppressed in the graph: only thresholds remain
             xyxy, scores, class_ids = decode_nms_outputs(outputs, conf=self.conf, classes=self.classes, max_det=self.max_det)
             return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
+        if self.meta.output_format == "tv_detect":  # torchvision: decoded and suppressed in the graph
+            boxes, scores, labels = (np.asarray(a) for a in list(outputs.values())[:3])
+            # label 0 is torchvision's background (never in ``names``): label k is class id k - 1
+            class_ids = labels.astype(np.int64).reshape(-1) - 1
+            scores = scores.astype(np.float32).reshape(-1)
+            keep = (scores > self.conf) & (class_ids >= 0)
+            if self.classes is not None:
+                keep &= np.isin(class_ids, self.classes)
+            idx = np.flatnonzero(keep)
+            idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_det]
+            xyxy = transform.boxes_to_src(boxes.reshape(-1, 4)[idx].astype(np.float32))
+            return Detections(xyxy, scores[idx], class_ids[idx].astype(np.int32), self.names)
         if self.meta.output_format == "yolov8_seg":  # boxes + mask coefficients, and mask prototypes
             from edgecv.vision.masks import decode_yolov8_seg
 

@@ -41,7 +41,10 @@ TASKS = ("detect", "segment")
 #               input pixels, scores (B, K), classes (B, K); parameters in ``extra["nms"]``
 #   yolov8_seg: Ultralytics YOLOv8/11-seg, two outputs: (B, 4 + nc + 32, anchors) as yolov8 plus 32 mask
 #               coefficients per anchor, and mask prototypes (B, 32, H/4, W/4); task "detect" with masks
-OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg")
+#   tv_detect:  torchvision detectors (edgecv.zoo.tv), decoded and suppressed in the graph, batch 1: boxes (N, 4)
+#               xyxy in input pixels, scores (N,), labels (N,) int64 where label 0 is torchvision's background
+#               and label k is class id k - 1 (``names`` has no background entry)
+OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect")
 # Mask prototypes of a yolov8_seg model (and coefficients per anchor).
 SEG_PROTOS = 32
 

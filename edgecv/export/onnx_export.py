@@ -137,6 +137,7 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
             progress(i, steps)
 
     model, arch, names = load_torch_model(source, cfg)
+    cfg = _arch_defaults(cfg, arch)
     size = cfg.input_size or arch.input_size
     if cfg.dynamic and (size[0] % arch.stride or size[1] % arch.stride):
         raise ConfigError(f"input size {size} is not a multiple of the model stride {arch.stride}")
@@ -148,6 +149,8 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
         output_format=arch.output_format,
         dynamic=cfg.dynamic,
         stride=arch.stride,
+        mean=arch.mean,
+        std=arch.std,
         arch=arch.name,
         extra={"dynamic_batch": dict(zip(("min", "opt", "max"), cfg.batch_bounds))} if cfg.dynamic else {},
         source_hash=file_sha256(Path(source))[:16],
@@ -177,6 +180,32 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
     return ExportReport(Path(out), meta, parity.max_abs_diff, exporter, time.time() - start, Path(out).stat().st_size, parity)
 
 
+def _arch_defaults(cfg: ExportConfig, arch: Architecture) -> ExportConfig:
+    """Apply what an architecture needs: its exporter, and a fixed input size where shapes cannot be dynamic.
+
+    Both are logged at INFO and end up in the metadata (``dynamic``) and the report (``exporter``).
+    """
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if arch.exporter != "dynamo" and cfg.exporter == "dynamo":
+        log.info("%s exports with the %s exporter (the dynamo exporter cannot trace it)", arch.name, arch.exporter)
+        changes["exporter"] = arch.exporter
+    if not arch.dynamic and cfg.dynamic:
+        if cfg.batch_range is not None:
+            raise ConfigError(
+                f"{arch.name} exports only with a fixed input size and batch 1; --dynamic-batch cannot apply",
+                hint="drop --dynamic-batch",
+            )
+        log.info("%s exports with a fixed input size and batch 1 (static shapes)", arch.name)
+        changes["dynamic"] = False
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _output_names(arch: Architecture) -> list[str]:
+    return ["boxes", "scores", "labels"] if arch.output_format == "tv_detect" else ["output0"]
+
+
 def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: Architecture) -> str:
     """Run torch.onnx.export; the dynamo exporter first (TorchScript is deprecated), then the fallback."""
     torch = require("torch")
@@ -203,13 +232,13 @@ def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: 
                         }
                     torch.onnx.export(
                         model, (example,), str(out), dynamo=True, opset_version=cfg.opset, input_names=["images"],
-                        output_names=["output0"], external_data=False, verbose=False, **kwargs,
+                        output_names=_output_names(arch), external_data=False, verbose=False, **kwargs,
                     )
                 else:
                     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch"}} if cfg.dynamic else None
                     torch.onnx.export(
                         model, (example,), str(out), dynamo=False, opset_version=min(cfg.opset, 20),
-                        input_names=["images"], output_names=["output0"], dynamic_axes=axes,
+                        input_names=["images"], output_names=_output_names(arch), dynamic_axes=axes,
                     )
             return exporter
         except Exception as exc:  # exporters raise many types; report them together
@@ -286,6 +315,70 @@ def _agreement(ref: np.ndarray, got: np.ndarray, task: str) -> tuple[int, int]:
     return int((ious.max(0) >= 0.9).sum()), len(ref_boxes)
 
 
+def _tied(scores: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """(N,) bool: another score of the same output is within the parity tolerance of this one."""
+    order = np.argsort(scores, kind="stable")
+    s = scores[order].astype(np.float64)
+    close = np.diff(s) <= atol + rtol * np.abs(s[1:])
+    tied = np.zeros(len(s), bool)
+    tied[1:] |= close
+    tied[:-1] |= close
+    out = np.zeros(len(s), bool)
+    out[order] = tied
+    return out
+
+
+def _pair_tv_detections(
+    refs: list[np.ndarray], gots: list[np.ndarray], onnx_path: Path, conf: float = 0.25, max_lost: float = 0.05,
+    atol: float = 1e-3, rtol: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Pair torchvision detections (boxes (N, 4), scores (N,), labels (N,)) of PyTorch and ONNX Runtime.
+
+    Equal scores may come out of NMS in another order, so each PyTorch detection is paired
+    with the unused ONNX Runtime detection of the same label that overlaps it most (IoU >= 0.9).
+    Returns the paired values (boxes and score of each pair, flattened) for the tolerance
+    check, and (matched, total) over PyTorch's detections scoring >= ``conf``.
+
+    Raises:
+        ExportError: more than ``max_lost`` of the detections scoring >= ``conf`` have no partner,
+            not counting those whose score ties another's (below ``conf``, the in-graph score
+            threshold may keep a borderline box in one runtime and not the other).
+    """
+    (rb, rs, rl), (gb, gs, gl) = refs[:3], gots[:3]
+    a, b = rb.astype(np.float64)[:, None], gb.astype(np.float64)[None]
+    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), -1)
+    union = np.prod(a[..., 2:] - a[..., :2], -1) + np.prod(b[..., 2:] - b[..., :2], -1) - inter
+    ious = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)  # (ref, got)
+    ious[rl[:, None] != gl[None, :]] = 0
+    used = np.zeros(len(gb), bool)
+    pairs = []
+    for i in np.argsort(-rs, kind="stable"):
+        cand = np.where(used, 0.0, ious[i])
+        if len(cand) and cand.max() >= 0.9:
+            j = int(cand.argmax())
+            used[j] = True
+            pairs.append((int(i), j))
+    paired_ref = np.zeros(len(rb), bool)
+    paired_ref[[i for i, _ in pairs]] = True
+    # a box whose score ties another's (within the parity tolerance) may be kept by one runtime's NMS/top-k and not the other's (both correct)
+    lost = int(((rs >= conf) & ~paired_ref & ~_tied(rs, atol, rtol)).sum())
+    lost += int(((gs >= conf) & ~used & ~_tied(gs, atol, rtol)).sum())
+    confident = int((rs >= conf).sum() + (gs >= conf).sum())
+    if lost:
+        log.warning("parity: %d of %d detections scoring >= %s have no counterpart", lost, confident, conf)
+    # near-equal scores reorder NMS and the top-k cut, which can cascade to a few other boxes: allow 5 %
+    if lost > max_lost * confident:
+        raise ExportError(
+            f"ONNX Runtime and PyTorch disagree: {lost} detections scoring >= {conf} (and not tied) have no counterpart "
+            f"(PyTorch {len(rb)}, ONNX Runtime {len(gb)} detections); the file was written to {onnx_path} for inspection",
+            hint="report the model; --no-simplify may help",
+        )
+    ri, gi = np.asarray([p[0] for p in pairs], int), np.asarray([p[1] for p in pairs], int)
+    ref = np.concatenate([rb[ri].ravel(), rs[ri]]).astype(np.float32)
+    got = np.concatenate([gb[gi].ravel(), gs[gi]]).astype(np.float32)
+    return ref, got, int(paired_ref[rs >= conf].sum()), int((rs >= conf).sum())
+
+
 def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig) -> ParityReport:
     """Compare ONNX Runtime with PyTorch on the parity images, through the runtime's preprocessing.
 
@@ -304,14 +397,23 @@ def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig
     for image in images:
         x, _ = preprocess(image, meta)
         with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        got = session.run(None, {session.get_inputs()[0].name: x})[0]
-        if got.shape != ref.shape:
-            raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} for input {x.shape}")
+            out = model(torch.from_numpy(x))
+        refs = [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+        gots = session.run(None, {session.get_inputs()[0].name: x})
+        if len(gots) != len(refs):
+            raise ExportError(f"the ONNX model has {len(gots)} outputs, PyTorch {len(refs)}")
+        if meta.output_format == "tv_detect":  # variable-length detections: compare them pairwise, not by position
+            ref, got, m, t = _pair_tv_detections(refs, gots, onnx_path, atol=cfg.atol, rtol=cfg.rtol)
+        else:
+            for r, g in zip(refs, gots):
+                if g.shape != r.shape:
+                    raise ExportError(f"ONNX output shape {g.shape} != PyTorch {r.shape} for input {x.shape}")
+            ref = np.concatenate([r.astype(np.float32).ravel() for r in refs])
+            got = np.concatenate([g.astype(np.float32).ravel() for g in gots])
+            m, t = _agreement(refs[0], gots[0], meta.task)
         diff = np.abs(got - ref)
-        worst = max(worst, float(diff.max()))
+        worst = max(worst, float(diff.max(initial=0.0)))
         total_diff, elements = total_diff + float(diff.sum()), elements + diff.size
-        m, t = _agreement(ref, got, meta.task)
         matched, total = matched + m, total + t
         bad = diff > cfg.atol + cfg.rtol * np.abs(ref)
         if bad.any():
