@@ -124,7 +124,8 @@ class Detector(Model):
             xyxy, scores, class_ids = decode_nms_outputs(outputs, conf=self.conf, classes=self.classes, max_det=self.max_det)
             return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
         if self.meta.output_format == "tv_detect":  # torchvision: decoded and suppressed in the graph
-            boxes, scores, labels = (np.asarray(a) for a in list(outputs.values())[:3])
+            values = list(outputs.values())
+            boxes, scores, labels = (np.asarray(a) for a in values[:3])
             # label 0 is torchvision's background (never in ``names``): label k is class id k - 1
             class_ids = labels.astype(np.int64).reshape(-1) - 1
             scores = scores.astype(np.float32).reshape(-1)
@@ -134,7 +135,8 @@ class Detector(Model):
             idx = np.flatnonzero(keep)
             idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_det]
             xyxy = transform.boxes_to_src(boxes.reshape(-1, 4)[idx].astype(np.float32))
-            return Detections(xyxy, scores[idx], class_ids[idx].astype(np.int32), self.names)
+            masks = _masks_to_src(np.asarray(values[3])[idx, 0], transform) if len(values) > 3 else None
+            return Detections(xyxy, scores[idx], class_ids[idx].astype(np.int32), self.names, masks)
         if self.meta.output_format == "yolov8_seg":  # boxes + mask coefficients, and mask prototypes
             from edgecv.vision.masks import decode_yolov8_seg
 
@@ -154,6 +156,18 @@ class Detector(Model):
             raw, self.conf, self.iou, classes=self.classes, max_det=self.max_det, agnostic=self.agnostic
         )
         return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
+
+
+def _masks_to_src(probs: np.ndarray, transform: LetterboxTransform) -> np.ndarray:
+    """(K, h, w) mask probabilities at the model input -> (K, H, W) bool at the original image size."""
+    import cv2
+
+    y0, y1, x0, x1 = transform.content_window()
+    h, w = transform.src_size
+    out = np.zeros((len(probs), h, w), bool)
+    for k, prob in enumerate(probs):
+        out[k] = cv2.resize(np.ascontiguousarray(prob[y0:y1, x0:x1], np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+    return out
 
 
 class Segmenter(Model):

@@ -203,7 +203,11 @@ def _arch_defaults(cfg: ExportConfig, arch: Architecture) -> ExportConfig:
 
 
 def _output_names(arch: Architecture) -> list[str]:
-    return ["boxes", "scores", "labels"] if arch.output_format == "tv_detect" else ["output0"]
+    if arch.output_format != "tv_detect":
+        return ["output0"]
+    from edgecv.zoo.tv import WITH_MASKS
+
+    return ["boxes", "scores", "labels", "masks"] if arch.name in WITH_MASKS else ["boxes", "scores", "labels"]
 
 
 def _torch_export(model: Any, example: Any, out: Path, cfg: ExportConfig, arch: Architecture) -> str:

@@ -73,7 +73,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         _tv("retinanet_resnet50_fpn_v2", "detect", 512, "torchvision RetinaNet v2, ResNet-50 FPN; NMS in graph"),
         _tv("fcos_resnet50_fpn", "detect", 512, "torchvision FCOS, ResNet-50 FPN; NMS in graph"),
         _tv("fasterrcnn_mobilenet_v3_large_320_fpn", "detect", 320, "torchvision Faster R-CNN 320, MobileNetV3-Large FPN; NMS in graph"),
-        _tv("maskrcnn_resnet50_fpn", "detect", 512, "torchvision Mask R-CNN, ResNet-50 FPN; boxes only (masks not exported yet)"),
+        _tv("maskrcnn_resnet50_fpn", "detect", 512, "torchvision Mask R-CNN, ResNet-50 FPN; NMS and instance masks in graph"),
         _tv("deeplabv3_mobilenet_v3_large", "segment", 512, "torchvision DeepLabV3, MobileNetV3-Large; logits at input size"),
         _tv("lraspp_mobilenet_v3_large", "segment", 512, "torchvision LR-ASPP, MobileNetV3-Large; logits at input size"),
         _tv("fcn_resnet50", "segment", 512, "torchvision FCN, ResNet-50; logits at input size"),

@@ -32,6 +32,8 @@ DETECTION = (
     "maskrcnn_resnet50_fpn",
 )
 SEGMENTATION = ("deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "fcn_resnet50")
+# detectors with instance masks: a 4th output, masks (N, 1, H, W) probabilities at the input size
+WITH_MASKS = ("maskrcnn_resnet50_fpn",)
 # labels the detectors reserve for the background (label 0): class id = label - BACKGROUND_LABELS
 BACKGROUND_LABELS = 1
 
@@ -75,12 +77,15 @@ def _wrapper(torch: Any, *, detection: bool) -> type:
             return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
 
     class TorchvisionDetector(_TorchvisionModel):
-        def forward(self, x: Any) -> tuple[Any, Any, Any]:
-            """(B, 3, H, W) float RGB in [0, 1] -> boxes (N, 4) xyxy input pixels, scores (N,), labels (N,) int64."""
+        def forward(self, x: Any) -> tuple[Any, ...]:
+            """(B, 3, H, W) float RGB in [0, 1] -> boxes (N, 4) xyxy input pixels, scores (N,), labels (N,) int64
+            (+ masks (N, 1, H, W) probabilities for Mask R-CNN)."""
             out = self.model([x[0]])
             if isinstance(out, tuple):  # scripting/tracing mode returns (losses, detections)
                 out = out[1]
             det = out[0]
+            if "masks" in det:
+                return det["boxes"], det["scores"], det["labels"], det["masks"]
             return det["boxes"], det["scores"], det["labels"]
 
     class TorchvisionSegmenter(_TorchvisionModel):

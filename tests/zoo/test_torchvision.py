@@ -63,6 +63,11 @@ def test_export_and_run(name: str, tmp_path: Path) -> None:
         assert ((result.class_ids >= 0) & (result.class_ids < len(NAMES))).all()
         assert (result.xyxy[:, [0, 2]] <= 240).all() and (result.xyxy[:, [1, 3]] <= 180).all() and (result.xyxy >= 0).all()
         assert (np.diff(result.scores) <= 0).all()
+        if name == "maskrcnn_resnet50_fpn":  # instance masks at the original size
+            assert result.masks is not None and result.masks.shape == (len(result), 180, 240)
+            assert len(result) >= 1 and result.masks.any()
+        else:
+            assert result.masks is None
     else:
         assert meta.output_format == "seg_logits" and meta.mean == (0.485, 0.456, 0.406)
         assert isinstance(result, Segmentation)
