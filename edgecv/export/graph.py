@@ -48,3 +48,20 @@ def save_onnx(model: Any, path: Path) -> Path:
     with atomic_output(Path(path)) as tmp:
         onnx.save_model(model, str(tmp))
     return Path(path)
+
+
+def dim_value(dim: Any) -> int | str | None:
+    """A tensor dim as an int, its symbolic name, or None when it has neither."""
+    if dim.HasField("dim_value"):
+        return int(dim.dim_value)
+    return dim.dim_param or None
+
+
+def tensor_names(graph: Any) -> set[str]:
+    """Every tensor name a graph uses (inputs, outputs, value infos, initializers, node I/O)."""
+    names = {v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    names |= {t.name for t in graph.initializer}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+    return names

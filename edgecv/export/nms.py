@@ -39,6 +39,7 @@ import numpy as np
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ConfigError, ExportError
+from edgecv.export.graph import dim_value, tensor_names
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def add_nms(
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    taken = _all_names(graph) - {raw.name}
+    taken = tensor_names(graph) - {raw.name}
     clash = sorted(taken & set(OUTPUT_NAMES))
     if clash:
         raise ExportError(f"the graph already has tensors named {clash}", hint="rename them; in-graph NMS outputs use these names")
@@ -201,7 +202,7 @@ def _yolo_output(model: Any, meta: ModelMeta) -> tuple[Any, int, int | str | Non
     if len(outputs) != 1:
         raise ExportError(f"expected one output, the graph has {len(outputs)}: {[v.name for v in outputs]}", hint=fix)
     value = outputs[0]
-    dims = [_dim(d) for d in value.type.tensor_type.shape.dim]
+    dims = [dim_value(d) for d in value.type.tensor_type.shape.dim]
     channels = dims[1] if len(dims) == 3 else None
     if not isinstance(channels, int) or channels != 4 + meta.num_classes or (isinstance(dims[2], int) and dims[2] <= channels):
         raise ExportError(
@@ -220,16 +221,3 @@ def _float32_threshold(value: float) -> np.float32:
     return t
 
 
-def _dim(dim: Any) -> int | str | None:
-    if dim.HasField("dim_value"):
-        return int(dim.dim_value)
-    return dim.dim_param or None
-
-
-def _all_names(graph: Any) -> set[str]:
-    names = {v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
-    names |= {t.name for t in graph.initializer}
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-    return names

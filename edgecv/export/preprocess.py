@@ -26,6 +26,7 @@ import numpy as np
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ExportError
+from edgecv.export.graph import dim_value, tensor_names
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,12 @@ def add_preprocess(model: Any, meta: ModelMeta) -> tuple[Any, ModelMeta]:
     out.CopyFrom(model)
     graph = out.graph
     name = image.name
-    taken = _all_names(graph)
+    taken = tensor_names(graph)
     inner = _unique(f"{name}_nchw", taken)
     _rename_uses(graph, name, inner)
 
     dims = image.type.tensor_type.shape.dim
-    new_input = helper.make_tensor_value_info(name, TensorProto.UINT8, [_dim(dims[0]), _dim(dims[2]), _dim(dims[3]), 3])
+    new_input = helper.make_tensor_value_info(name, TensorProto.UINT8, [dim_value(dims[0]), dim_value(dims[2]), dim_value(dims[3]), 3])
     for i, value in enumerate(graph.input):
         if value.name == name:
             graph.input[i].CopyFrom(new_input)
@@ -128,21 +129,6 @@ def _image_input(model: Any, meta: ModelMeta) -> Any:
             hint=fix,
         )
     return value
-
-
-def _dim(dim: Any) -> int | str | None:
-    if dim.HasField("dim_value"):
-        return int(dim.dim_value)
-    return dim.dim_param or None
-
-
-def _all_names(graph: Any) -> set[str]:
-    names = {v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
-    names |= {t.name for t in graph.initializer}
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-    return names
 
 
 def _unique(base: str, taken: set[str]) -> str:
