@@ -47,3 +47,29 @@ def progress_bar(description: str, total: int | None = None, quiet: bool = False
             bar.update(task, completed=done, total=total_now)
 
         yield update
+
+
+@contextmanager
+def stage_progress(quiet: bool = False) -> Iterator[Callable[[str, int | None], Callable[[int, int], None]]]:
+    """One Rich progress display for a multi-step job: ``start(description, total)`` adds a bar and returns its updater."""
+    if quiet:
+        yield lambda description, total: (lambda done, total_now: None)
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+
+        def start(description: str, total: int | None) -> Callable[[int, int], None]:
+            task = bar.add_task(description, total=total)
+
+            def update(done: int, total_now: int) -> None:
+                bar.update(task, completed=done, total=total_now)
+
+            return update
+
+        yield start

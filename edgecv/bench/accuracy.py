@@ -442,7 +442,7 @@ class SegmentationEvaluator:
 # --------------------------------------------------------------------------- driver
 
 
-def _check_names(model_names: tuple[str, ...], data_names: tuple[str, ...], *, task: str, generic: bool) -> None:
+def check_class_lists(model_names: tuple[str, ...], data_names: tuple[str, ...], *, task: str, generic: bool) -> None:
     """Model class i must be dataset class i: equal counts required, differing names warned about.
 
     A segmenter's names start with "background", which the dataset's category list lacks.
@@ -516,7 +516,7 @@ def evaluate(
                 f"{dataset.root} is a plain image folder: it has no box labels to evaluate against",
                 hint="pass a COCO dataset (annotations.json + images/) or a YOLO dataset (images/ + labels/)",
             )
-        _check_names(model_names, dataset.names, task=task, generic=generic)
+        check_class_lists(model_names, dataset.names, task=task, generic=generic)
         conf = getattr(model, "conf", None)
         if isinstance(conf, float) and conf > 0.01:
             log.info("model confidence threshold is %.3g; COCO mAP is usually measured with 0.001", conf)
@@ -545,7 +545,7 @@ def evaluate(
             hint="segmentation eval needs DIR/masks/<image stem>.png (uint8, 0 = background, k = k-th category) "
             "next to DIR/images/",
         )
-    _check_names(model_names, dataset.names, task=task, generic=generic)
+    check_class_lists(model_names, dataset.names, task=task, generic=generic)
     seg_eval = SegmentationEvaluator(len(model_names), names=model_names)
     for done, sample in enumerate(samples, 1):
         image = sample.load_image()

@@ -7,7 +7,7 @@ from typing import Any
 
 from edgecv._optional import require
 from edgecv.artifact import META_PREFIX, ModelMeta, atomic_output
-from edgecv.errors import ArtifactError
+from edgecv.errors import ArtifactError, ExportError
 
 
 def load_onnx(path: Path) -> Any:
@@ -65,3 +65,39 @@ def tensor_names(graph: Any) -> set[str]:
         names.update(node.input)
         names.update(node.output)
     return names
+
+
+def toposort(graph: Any) -> None:
+    """Sort ``graph.node`` so every node follows its producers (the converter appends its Casts).
+
+    Kahn's algorithm, taking the earliest original node among the ready ones, so an
+    already sorted graph keeps its order.
+    """
+    import heapq
+
+    nodes = list(graph.node)
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    waiting = [0] * len(nodes)
+    users: dict[int, list[int]] = {}
+    for i, node in enumerate(nodes):
+        deps = {producer[name] for name in node.input if name in producer}
+        waiting[i] = len(deps)
+        for dep in deps:
+            users.setdefault(dep, []).append(i)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for user in users.get(i, []):
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(order) != len(nodes):
+        raise ExportError("the edited graph has a cycle", hint="report this model with the command that produced it")
+    copies = [type(nodes[i])() for i in order]
+    for copy, i in zip(copies, order):
+        copy.CopyFrom(nodes[i])
+    del graph.node[:]
+    graph.node.extend(copies)

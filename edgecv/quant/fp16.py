@@ -39,6 +39,7 @@ from typing import Any
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ConfigError, ExportError
+from edgecv.export.graph import toposort
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def convert_fp16(
     kept_names = set(tail) | {n.name for n in work.graph.node if n.op_type in op_block}
     converted = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=op_block, node_block_list=tail)
     removed = _drop_cast_pairs(converted.graph)
-    _toposort(converted.graph)
+    toposort(converted.graph)
     del converted.graph.value_info[:]  # stale after the renames; inferred again
     try:
         converted = onnx.shape_inference.infer_shapes(converted)
@@ -241,39 +242,3 @@ def _rename(graph: Any, old: str, new: str) -> None:
             for i, name in enumerate(names):
                 if name == old:
                     names[i] = new
-
-
-def _toposort(graph: Any) -> None:
-    """Sort ``graph.node`` so every node follows its producers (the converter appends its Casts).
-
-    Kahn's algorithm, taking the earliest original node among the ready ones, so an
-    already sorted graph keeps its order.
-    """
-    import heapq
-
-    nodes = list(graph.node)
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
-    waiting = [0] * len(nodes)
-    users: dict[int, list[int]] = {}
-    for i, node in enumerate(nodes):
-        deps = {producer[name] for name in node.input if name in producer}
-        waiting[i] = len(deps)
-        for dep in deps:
-            users.setdefault(dep, []).append(i)
-    ready = [i for i, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[int] = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(i)
-        for user in users.get(i, []):
-            waiting[user] -= 1
-            if waiting[user] == 0:
-                heapq.heappush(ready, user)
-    if len(order) != len(nodes):
-        raise ExportError("the FP16 graph has a cycle", hint="report this model; keep_tail=False may avoid it")
-    copies = [type(nodes[i])() for i in order]
-    for copy, i in zip(copies, order):
-        copy.CopyFrom(nodes[i])
-    del graph.node[:]
-    graph.node.extend(copies)
