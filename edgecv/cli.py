@@ -272,7 +272,8 @@ def calibrate(
 
     require("onnx")
     from edgecv.log import stage_progress
-    from edgecv.quant.calibrate import CalibrateOptions, calibrate as run_calibrate, calibration_meta
+    from edgecv.quant.calibrate import CalibrateOptions, calibration_meta
+    from edgecv.quant.calibrate import calibrate as run_calibrate
 
     size = None
     if imgsz:

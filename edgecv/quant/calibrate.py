@@ -228,7 +228,7 @@ def calibrate(
         fp32_score = held.score(reference_builder([]))
         fp32_subset = held.score(reference_builder([]), limit=options.subset)
         seconds["fp32 score"] = time.perf_counter() - clock
-        log.info("FP32 %s on %d held-out images: %.2f", held.metric, len(held), fp32_score)
+        log.info("FP32 scores %.2f (%s) on %d held-out images", fp32_score, held.metric, len(held))
 
     results: list[TargetResult] = []
     builders: list[ModelBuilder] = [reference_builder]

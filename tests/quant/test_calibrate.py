@@ -1,0 +1,123 @@
+"""`edgecv calibrate` end to end on the shipped models: outputs, gate, report, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+import edgecv  # noqa: E402
+from edgecv.errors import ConfigError  # noqa: E402
+from edgecv.quant.calibrate import CalibrateOptions, calibrate  # noqa: E402
+from edgecv.quant.trt_cache import check_names, read_cache  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def calib_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgecv.data.synthetic import write_coco_dataset
+
+    out = tmp_path_factory.mktemp("calib")
+    write_coco_dataset(out, 72, seed=5)
+    return out
+
+
+def test_detector_both_targets_with_gate(det_onnx: Path, calib_set: Path, tmp_path: Path) -> None:
+    model = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
+    options = CalibrateOptions(num=48, holdout=24, target="both", max_drop=1.0, subset=12, bench_iterations=5)
+    report = calibrate(model, calib_set, options)
+    assert [t.target for t in report.targets] == ["tensorrt", "cpu"]
+    assert report.metric == "mAP50-95" and report.data["labelled"] and report.data["holdout_images"] == 24
+    for t in report.targets:
+        assert t.path.is_file() and t.score is not None and t.score >= report.fp32_score - 1.0
+        with edgecv.load(t.path) as loaded:
+            assert loaded.meta.precision == "int8"
+            info = loaded.meta.extra["int8"]
+            assert info["target"] == t.target and info["kept_float_layers"] == t.kept_float_layers
+            assert info["calibration_images"] == 48 and info["max_drop"] == 1.0
+            frame = np.full((240, 320, 3), 90, np.uint8)
+            assert loaded(frame).xyxy.shape[1] == 4
+    assert [p.name for p in sorted(tmp_path.iterdir())] == [
+        "det.calib", "det.int8.cpu.onnx", "det.int8.json", "det.int8.onnx", "det.onnx",
+    ]  # fmt: skip
+    import onnx
+
+    from edgecv.export.graph import tensor_names
+
+    cache = read_cache(report.cache)
+    check_names(cache, tensor_names(onnx.load(str(model)).graph))
+    saved = json.loads(report.report_path.read_text())
+    assert saved["accuracy"]["fp32"] == pytest.approx(report.fp32_score, abs=1e-3)
+    assert {row["precision"] for row in saved["latency"]} == {"fp32", "int8"} and saved["latency"][2]["speedup"] > 0
+    assert saved["layers"][0]["tensor"] == "images" and set(saved["layers"][0]["amax"]) == {"percentile"}
+
+
+def test_gate_repairs_a_quantized_box_and_score_concat(det_onnx: Path, calib_set: Path, tmp_path: Path) -> None:
+    """YOLOv8's output concatenates 0-256 px boxes and 0-1 scores: under one INT8 scale the scores are lost.
+
+    Quantizing the tail (what a plain ``quantize_static`` does) wrecks mAP; the gate finds
+    the concat by sensitivity and returns it (and whatever else it needs) to float.
+    """
+    model = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
+    options = CalibrateOptions(num=48, holdout=24, target="cpu", keep_tail=False, max_drop=2.0, subset=24, bench_iterations=0, cache=False)
+    report = calibrate(model, calib_set, options)
+    (result,) = report.targets
+    assert result.plain_score is not None and result.plain_score < report.fp32_score - 8  # damaged
+    assert result.score is not None and result.score >= report.fp32_score - 2.0  # repaired
+    assert result.gate is not None and result.gate["passed"]
+    most_sensitive = next(iter(result.gate["sensitivity"]))
+    assert most_sensitive.startswith("node_cat") and most_sensitive in result.kept_float_layers
+
+
+def test_segmenter_on_unlabelled_images_measures_agreement(seg_onnx: Path, calib_set: Path, tmp_path: Path) -> None:
+    model = Path(shutil.copy(seg_onnx, tmp_path / "seg.onnx"))
+    options = CalibrateOptions(num=24, holdout=8, method="all", bench_iterations=0, cache=False)
+    report = calibrate(model, calib_set / "images", options)
+    (result,) = report.targets
+    assert report.metric == "mIoU vs FP32" and not report.data["labelled"]
+    assert report.fp32_score == pytest.approx(100.0)
+    assert set(result.method_scores) == {"entropy", "percentile", "minmax"}
+    assert result.method == max(result.method_scores, key=result.method_scores.get)
+    assert 90 < result.score <= 100
+
+
+def test_refuses_int8_input_and_gate_without_holdout(det_onnx: Path, calib_set: Path, tmp_path: Path) -> None:
+    model = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
+    with pytest.raises(ConfigError, match="--holdout is 0"):
+        calibrate(model, calib_set, CalibrateOptions(num=8, holdout=0, max_drop=1))
+    report = calibrate(model, calib_set, CalibrateOptions(num=8, holdout=0, bench_iterations=0))
+    assert report.fp32_score is None and report.targets[0].score is None
+    with pytest.raises(ConfigError, match="already has .* quantization nodes"):
+        calibrate(report.targets[0].path, calib_set, CalibrateOptions(num=8))
+    with pytest.raises(ConfigError, match="unknown --method"):
+        CalibrateOptions(method="kl")
+
+
+def test_cli_foreign_model_needs_imgsz_then_calibrates_from_video(det_onnx: Path, demo_video: Path, tmp_path: Path) -> None:
+    import onnx
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    foreign = onnx.load(str(det_onnx))
+    del foreign.metadata_props[:]  # an ONNX from elsewhere: dynamic H/W, no size recorded
+    path = tmp_path / "foreign.onnx"
+    onnx.save(foreign, str(path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["calibrate", str(path), str(demo_video), "--num", "8"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "dynamic input size" in text and "--imgsz" in text
+    assert "Traceback" not in result.output
+    args = ["calibrate", str(path), str(demo_video), "--imgsz", "256,320", "--num", "12", "--holdout", "4", "--every", "2", "--bench-iterations", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # Rich wraps at the terminal width
+    assert "agreement with the FP32 model" in text and (tmp_path / "foreign.int8.onnx").is_file()
+    with edgecv.load(tmp_path / "foreign.int8.onnx") as loaded:
+        assert loaded.meta.input_size == (256, 320) and loaded.meta.extra["int8"]["metric"] == "mAP50-95 vs FP32"
+    again = runner.invoke(app, ["calibrate", str(tmp_path / "foreign.int8.onnx"), str(demo_video)])
+    assert again.exit_code == 2 and "quantization nodes" in again.output
