@@ -65,18 +65,28 @@ class CalibrationBatches:
             log.info("dropped the last %d calibration images (not a full batch of %d)", filled, self.batch_size)
 
 
-def make_entropy_calibrator(batches: CalibrationBatches, cache_path: Path, *, trt: Any = None, cudart: Any = None) -> Any:
+def make_entropy_calibrator(
+    batches: CalibrationBatches,
+    cache_path: Path,
+    *,
+    tensor_names: Iterable[str] | None = None,
+    trt: Any = None,
+    cudart: Any = None,
+) -> Any:
     """An ``IInt8EntropyCalibrator2`` that copies ``batches`` to the GPU and uses ``cache_path``.
 
-    An existing cache is handed to TensorRT as is (TensorRT then skips calibration); a
-    new one is written atomically. ``trt``/``cudart`` default to the installed modules.
+    An existing cache is handed to TensorRT as is (TensorRT then skips calibration),
+    after checking that it parses and, with ``tensor_names`` (the ONNX model's tensors),
+    that it was made for this model; a new one is written atomically. ``trt``/``cudart``
+    default to the installed modules.
 
     Raises:
         EngineError: this TensorRT has no implicit calibration (11+).
+        ArtifactError (when TensorRT reads the cache): corrupt, or names tensors the model lacks.
     """
     from edgecv.artifact import atomic_write_bytes
     from edgecv.engine import trt_compat
-    from edgecv.quant.trt_cache import parse_cache
+    from edgecv.quant.trt_cache import check_names, parse_cache
 
     trt = trt or trt_compat.import_tensorrt()
     if not trt_compat.has_implicit_int8(trt):
@@ -86,6 +96,7 @@ def make_entropy_calibrator(batches: CalibrationBatches, cache_path: Path, *, tr
         )
     cudart = cudart or trt_compat.import_cudart()
     cache_path = Path(cache_path)
+    known = set(tensor_names) if tensor_names is not None else None
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -110,7 +121,9 @@ def make_entropy_calibrator(batches: CalibrationBatches, cache_path: Path, *, tr
             if not cache_path.is_file():
                 return None
             data = cache_path.read_bytes()
-            parse_cache(data.decode("utf-8", "replace"), source=str(cache_path))  # a corrupt cache is an error, not garbage for TensorRT
+            cache = parse_cache(data.decode("utf-8", "replace"), source=str(cache_path))  # corrupt: an error, not garbage for TensorRT
+            if known is not None:
+                check_names(cache, known, source=str(cache_path))
             log.info("using calibration cache %s", cache_path)
             return data
 

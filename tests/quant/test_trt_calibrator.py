@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecv.errors import DatasetError, EngineError
+from edgecv.errors import ArtifactError, DatasetError, EngineError
 from edgecv.quant.trt_cache import format_cache, read_cache
 from edgecv.quant.trt_calibrator import CalibrationBatches, make_entropy_calibrator
 
@@ -78,7 +78,11 @@ def test_calibrator_copies_batches_and_uses_the_cache(tmp_path: Path) -> None:
     calibrator.write_calibration_cache(memoryview(format_cache({"images": 1.0}).encode()))
     assert read_cache(cache).scales == pytest.approx({"images": 1 / 127})
     assert calibrator.read_calibration_cache() == cache.read_bytes()
+    other_model = make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=_fake_trt("10.3.0"), cudart=cudart)
+    with pytest.raises(ArtifactError, match=r"not in the model \(e.g. 'images'\)"):
+        other_model.read_calibration_cache()
     calibrator.free()
+    other_model.free()
     assert not cudart.memory
     cache.write_text("garbage")
     with pytest.raises(Exception, match="not a TensorRT calibration cache"):
