@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from edgecv.errors import ArtifactError
-from edgecv.quant.trt_cache import check_names, format_cache, parse_cache, read_cache, scale_hex, version_code, write_cache
+from edgecv.quant.trt_cache import (
+    check_names,
+    format_cache,
+    parse_cache,
+    read_cache,
+    scale_hex,
+    version_code,
+    write_cache,
+)
 
 
 def test_scale_hex_is_big_endian_float32_bits() -> None:

@@ -34,7 +34,7 @@ class _FakeCudart:
     """Device memory as a dict of bytearrays; the API shape of cuda-python's runtime."""
 
     class cudaMemcpyKind:  # noqa: N801
-        cudaMemcpyHostToDevice = 1
+        cudaMemcpyHostToDevice = 1  # noqa: N815
 
     def __init__(self) -> None:
         self.memory: dict[int, bytearray] = {}
