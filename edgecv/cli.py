@@ -302,18 +302,25 @@ def _print_calibration(report: Any) -> None:
         + ("" if data["labelled"] else " (no labels: agreement with the FP32 model)"),
         highlight=False, soft_wrap=True,
     )
-    table = Table(title=f"INT8 vs FP32 ({report.metric or 'not measured'}, points)", title_justify="left")
-    for column in ("model", "target", "method", "score", "drop", "kept float", "p50 ms", "speed-up"):
-        table.add_column(column, justify="left" if column in ("model", "target", "method") else "right")
+    table = Table(title=f"INT8 vs FP32 ({report.metric or 'accuracy not measured'}, points)", title_justify="left")
+    for column in ("graph", "method", "score", "drop", "float layers", "infer p50 ms", "e2e p50 ms", "speed-up"):
+        table.add_column(column, justify="left" if column in ("graph", "method") else "right")
     latency = {row["model"]: row for row in report.latency}
     fp32_row = latency.get(str(report.model), {})
-    table.add_row(report.model.name, "FP32", "-", fmt(report.fp32_score), "-", "-", fmt(fp32_row.get("e2e_p50_ms")), "1.00x" if fp32_row else "-")
+    table.add_row(
+        "FP32", "-", fmt(report.fp32_score), "-", "-", fmt(fp32_row.get("infer_p50_ms")), fmt(fp32_row.get("e2e_p50_ms")), "1.00x" if fp32_row else "-"
+    )
     for t in report.targets:
         row = latency.get(str(t.path), {})
         drop = None if t.score is None or report.fp32_score is None else report.fp32_score - t.score
         speed = row.get("speedup")
-        table.add_row(t.path.name, t.target, t.method, fmt(t.score), fmt(drop), str(len(t.kept_float_layers)), fmt(row.get("e2e_p50_ms")), "-" if speed is None else f"{speed:.2f}x")
+        table.add_row(
+            f"INT8 {t.target}", t.method, fmt(t.score), fmt(drop), str(len(t.kept_float_layers)),
+            fmt(row.get("infer_p50_ms")), fmt(row.get("e2e_p50_ms")), "-" if speed is None else f"{speed:.2f}x",
+        )  # fmt: skip
     out.print(table)
+    for t in report.targets:
+        out.print(f"INT8 {t.target}: {t.path}", highlight=False, soft_wrap=True)
     for t in report.targets:
         if len(t.method_scores) > 1:
             out.print(f"{t.target}: methods " + ", ".join(f"{m} {v:.2f}" for m, v in t.method_scores.items()), highlight=False)
