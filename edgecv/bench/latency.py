@@ -122,13 +122,21 @@ class _Entry:
             s["e2e"].add((t3 - t0) * 1e3)
 
 
-def _open(path: str | Path, cfg: BenchConfig, batch: int, frames: list[np.ndarray]) -> tuple[ModelBench, Any]:
-    """Load a model for one entry; any failure becomes an error row instead of stopping the bench."""
+def _open(
+    path: str | Path, cfg: BenchConfig, batch: int, frames: list[np.ndarray], *, interleaved: bool = False
+) -> tuple[ModelBench, Any]:
+    """Load a model for one entry; any failure becomes an error row instead of stopping the bench.
+
+    ``interleaved``: other entries take turns with this one, so ONNX Runtime's worker
+    threads must stop spinning after each run (see ``OnnxRuntimeEngine(stop_spinning=)``).
+    """
     import edgecv
+    from edgecv.engine.registry import backend_for
 
     record = ModelBench(model=str(path), batch=batch, name=Path(path).name, threads=cfg.threads)
     try:
-        model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads)
+        options = {"stop_spinning": True} if interleaved and backend_for(Path(path), cfg.backend) == "onnxruntime" else {}
+        model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
     except EdgecvError as exc:
         record.status, record.error = "error", exc.message
         return record, None
@@ -163,9 +171,10 @@ def benchmark(
         raise ConfigError("no frames to benchmark with")
     records: list[ModelBench] = []
     entries: list[_Entry] = []
+    interleaved = len(models) * len(cfg.batch_sizes) > 1
     for path in models:
         for batch in cfg.batch_sizes:
-            record, model = _open(path, cfg, batch, frames)
+            record, model = _open(path, cfg, batch, frames, interleaved=interleaved)
             records.append(record)
             if model is not None:
                 entries.append(_Entry(record, model, frames))
