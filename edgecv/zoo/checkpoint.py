@@ -16,9 +16,21 @@ from edgecv.zoo.registry import get_architecture
 
 
 def save_checkpoint(
-    model: Any, path: Path, *, arch: str, names: tuple[str, ...], width: float = 1.0, half: bool = False, **info: Any
+    model: Any,
+    path: Path,
+    *,
+    arch: str,
+    names: tuple[str, ...],
+    width: float = 1.0,
+    half: bool = False,
+    structure: dict[str, Any] | None = None,
+    **info: Any,
 ) -> Path:
-    """Save ``model``'s weights; ``half`` stores float tensors as float16 (half the size; loaded back as float32)."""
+    """Save ``model``'s weights; ``half`` stores float tensors as float16 (half the size; loaded back as float32).
+
+    ``structure``: a pruned model's layer sizes (:func:`edgecv.optimize.structure.structure_of`),
+    applied to the freshly built architecture before its weights are loaded.
+    """
     torch = require("torch")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
@@ -31,6 +43,8 @@ def save_checkpoint(
         "info": info,
         "state_dict": state,
     }
+    if structure is not None:
+        payload["structure"] = structure
     with atomic_output(Path(path)) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -56,6 +70,10 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
         )
     arch = get_architecture(payload["arch"])
     model = arch.build(len(payload["names"]), width=float(payload.get("width", 1.0)))
+    if payload.get("structure"):
+        from edgecv.optimize.structure import apply_structure
+
+        apply_structure(model, payload["structure"])
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     load_state_dict_strict(model, state, path)
     meta = {k: v for k, v in payload.items() if k != "state_dict"}

@@ -195,8 +195,12 @@ def init_weights(model, checkpoint: str) -> int:  # type: ignore[no-untyped-def]
     return len(matched)
 
 
-def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every: int = 50):  # type: ignore[no-untyped-def]
-    """Train (or fine-tune) a shapes model; returns the model in eval mode."""
+def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every: int = 50, after_step=None, progress=None):  # type: ignore[no-untyped-def]
+    """Train (or fine-tune) a shapes model; returns the model in eval mode.
+
+    ``after_step()`` runs after every optimizer step (e.g. re-applying 2:4 masks);
+    ``progress(done, total)`` after every step.
+    """
     torch = require("torch")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -240,6 +244,10 @@ def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
+        if after_step is not None:
+            after_step()
+        if progress is not None:
+            progress(step + 1, cfg.iterations)
         elapsed = time.time() - start
         if step % log_every == 0 or step == cfg.iterations - 1:
             detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
@@ -248,3 +256,18 @@ def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every
             log.warning("stopping at step %d: time budget of %.0f min reached", step, cfg.max_minutes)
             break
     return model.eval()
+
+
+def loss_on(model, task: str, pool: ScenePool, *, batches: int = 2, batch: int = 8, seed: int = 0):  # type: ignore[no-untyped-def]
+    """The training loss of ``model`` on a few batches of ``pool`` (for gradient-based pruning criteria)."""
+    torch = require("torch")
+    rng = np.random.default_rng(seed)
+    total = None
+    model.train()
+    for _ in range(batches):
+        idx = rng.integers(0, len(pool.images), batch)
+        x, gt_boxes, gt_cls, gt_valid, sem = _batch(pool, idx, np.zeros(batch, bool), torch)
+        loss = detection_loss(model, x, gt_boxes, gt_cls, gt_valid)[0] if task == "detect" else segmentation_loss(model(x), sem)[0]
+        total = loss if total is None else total + loss
+    model.eval()
+    return total / batches
