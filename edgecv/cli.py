@@ -129,6 +129,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help=FP16_HELP, rich_help_panel="Precision")] = False,
     parity_images: Annotated[Path | None, typer.Option(exists=True, help="Images for the parity check (default: synthetic scenes).", rich_help_panel="Checks")] = None,
     atol: Annotated[float, typer.Option(help="Parity tolerance (absolute).", rich_help_panel="Checks")] = 1e-3,
+    tolerance: Annotated[float, typer.Option(help="Least task-level agreement with PyTorch (share of detections matched / pixels equal).", rich_help_panel="Checks")] = 0.99,
 ) -> None:
     """Export a PyTorch model to ONNX with metadata, simplify it and check it against PyTorch.
 
@@ -159,17 +160,26 @@ def export(
         out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
         _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
         return
-    require("torch")
-    require("onnx")
-    from edgecv.export import ExportConfig, export_model
-
     size = None
     if imgsz:
         parts = _int_list(imgsz, "--imgsz") or []
         size = (parts[0], parts[-1])
+    from edgecv.export.ultralytics import export_ultralytics, is_ultralytics_checkpoint
+
+    if src.suffix.lower() in (".pt", ".pth") and is_ultralytics_checkpoint(src):
+        require("onnx")
+        dest = output or src.with_suffix(".onnx")
+        adopted = export_ultralytics(src, dest, imgsz=size, dynamic=not static, opset=opset, simplify=simplify, names=_names(names))
+        out.print(f"exported {src} with ultralytics -> {adopted.path}: recognised {adopted.recognised}")
+        _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
+        return
+    require("torch")
+    require("onnx")
+    from edgecv.export import ExportConfig, export_model
+
     cfg = ExportConfig(
         arch=arch, num_classes=num_classes, width=width, names=_names(names), batch_range=batch_range, input_size=size, dynamic=not static, opset=opset,
-        simplify=simplify, exporter=exporter, atol=atol,
+        simplify=simplify, exporter=exporter, atol=atol, tolerance=tolerance,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
     )
     dest = output or src.with_suffix(".onnx")
@@ -350,7 +360,7 @@ def prune(
     round_to: Annotated[int, typer.Option(help="Keep channel counts multiples of this (1: exact ratio).")] = 8,
     ignore: Annotated[str | None, typer.Option(help="Comma-separated layer-name globs never to prune (heads are protected already), e.g. 'stem.*'.")] = None,
     sparsity: Annotated[str | None, typer.Option(help="2:4: zero 2 of every 4 input-channel weights (sparse tensor cores, TensorRT --sparsity).")] = None,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune epochs on synthetic shapes after pruning (shipped architectures); 0 skips.")] = 5,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune epochs (50 steps of 16 scenes each) on synthetic shapes after pruning (shipped architectures); 0 skips.")] = 20,
     finetune_pool: Annotated[int, typer.Option(help="Scenes per fine-tune epoch.")] = 800,
     val: Annotated[Path | None, typer.Option(help="Held-out labelled dataset (default for shapes models: 100 synthetic images, seed 1234).")] = None,
     val_images: Annotated[int, typer.Option(help="Synthetic held-out images when --val is not given.")] = 100,

@@ -52,6 +52,7 @@ class ExportConfig:
     parity_count: int = 4
     atol: float = 1e-3
     rtol: float = 1e-3
+    tolerance: float = 0.99  # least task-level agreement (matched detections / equal pixels) the parity check accepts
     batch_range: tuple[int, int, int] | None = None  # min, opt, max batch for TensorRT profiles (default 1:1:16)
 
     def __post_init__(self) -> None:
@@ -63,6 +64,8 @@ class ExportConfig:
                 raise ConfigError("--dynamic-batch conflicts with --static", hint="drop one of them")
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"unknown exporter {self.exporter!r}", hint=f"use one of {', '.join(EXPORTERS)}")
+        if not 0 <= self.tolerance <= 1:
+            raise ConfigError(f"--tolerance is a share of detections/pixels in [0, 1], got {self.tolerance}", hint="e.g. --tolerance 0.99")
         if self.opset < 17:
             raise ConfigError(f"opset {self.opset} is too old", hint="use --opset 17 or newer (TensorRT 10 parses 17-20)")
         if self.input_size is not None and min(self.input_size) <= 0:
@@ -431,4 +434,10 @@ def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig
         "detections matched (IoU >= 0.9, same class)" if meta.task == "detect" else "pixels with the same class",
     )
     log.info("parity: max abs diff %.3g, agreement %.4f over %d images", worst, report.agreement, len(images))
+    if report.agreement < cfg.tolerance:
+        raise ExportError(
+            f"ONNX Runtime and PyTorch agree on only {report.agreement:.2%} of {report.agreement_metric} "
+            f"(--tolerance {cfg.tolerance:.2%}); the file was written to {onnx_path} for inspection",
+            hint="try --exporter torchscript or --no-simplify; lower --tolerance only if the difference is understood",
+        )
     return report

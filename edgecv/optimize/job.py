@@ -46,7 +46,7 @@ class PruneOptions:
     round_to: int | None = 8
     ignore: tuple[str, ...] = ()
     sparsity: str | None = None
-    finetune_epochs: int = 5
+    finetune_epochs: int = 20
     finetune_pool: int = 800
     finetune_lr: float = 1e-3
     val: Path | None = None

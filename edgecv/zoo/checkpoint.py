@@ -59,6 +59,14 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or unsafe file
+        from edgecv.export.ultralytics import is_ultralytics_checkpoint
+
+        if is_ultralytics_checkpoint(path):
+            raise ArtifactError(
+                f"{path} is an Ultralytics checkpoint (pickled ultralytics classes), not an edgecv one",
+                hint=f"`edgecv export {path}` exports it with the ultralytics package (pip install ultralytics), "
+                "or export it yourself with `yolo export model=... format=onnx` and pass the .onnx",
+            ) from exc
         raise ArtifactError(
             f"cannot load {path} as a weights-only PyTorch checkpoint: {str(exc).splitlines()[0]}",
             hint="pass an edgecv checkpoint (state dict + architecture); pickled modules are not loaded for safety",
