@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import constant_yolo, yolo_raw
 from typer.testing import CliRunner
 
 from edgecv.cli import app
 from edgecv.export.ultralytics import is_ultralytics_checkpoint
-from tiny_models import constant_yolo, yolo_raw
 
 
 def _fake_checkpoint(path: Path) -> Path:
