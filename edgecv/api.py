@@ -118,11 +118,20 @@ class Detector(Model):
             )
 
     def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Detections:
-        from edgecv.vision.decode import decode_nms_outputs, decode_yolov8, yolov5_to_yolov8
+        from edgecv.vision.decode import decode_nms_outputs, decode_yolov8, yolov5_to_yolov8, yolox_to_yolov8
 
         if self.meta.output_format == "nms":  # decoded and suppressed in the graph: only thresholds remain
-            xyxy, scores, class_ids = decode_nms_outputs(outputs, conf=self.conf, classes=self.classes, max_det=self.max_det)
-            return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
+            xyxy, scores, class_ids, rows = decode_nms_outputs(
+                outputs, conf=self.conf, classes=self.classes, max_det=self.max_det, return_rows=True
+            )
+            boxes = transform.boxes_to_src(xyxy)
+            if "mask_coefs" not in outputs:
+                return Detections(boxes, scores, class_ids, self.names)
+            from edgecv.vision.masks import render_masks
+
+            coefs = np.asarray(outputs["mask_coefs"])[0, rows]
+            masks = render_masks(coefs, np.asarray(outputs["protos"])[0], boxes, transform)
+            return Detections(boxes, scores, class_ids, self.names, masks=masks)
         if self.meta.output_format == "tv_detect":  # torchvision: decoded and suppressed in the graph
             values = list(outputs.values())
             boxes, scores, labels = (np.asarray(a) for a in values[:3])
@@ -152,6 +161,8 @@ class Detector(Model):
         raw = next(iter(outputs.values()))
         if self.meta.output_format == "yolov5":
             raw = yolov5_to_yolov8(raw)
+        elif self.meta.output_format == "yolox":
+            raw = yolox_to_yolov8(raw, transform.dst_size)
         xyxy, scores, class_ids = decode_yolov8(
             raw, self.conf, self.iou, classes=self.classes, max_det=self.max_det, agnostic=self.agnostic
         )

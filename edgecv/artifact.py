@@ -44,7 +44,11 @@ TASKS = ("detect", "segment")
 #   tv_detect:  torchvision detectors (edgecv.zoo.tv), decoded and suppressed in the graph, batch 1: boxes (N, 4)
 #               xyxy in input pixels, scores (N,), labels (N,) int64 where label 0 is torchvision's background
 #               and label k is class id k - 1 (``names`` has no background entry)
-OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect")
+#   yolox:      YOLOX exported with decode_in_inference=False, one output (B, anchors, 5 + nc) of raw grids:
+#               dx, dy, log w, log h (grid units), sigmoid objectness, sigmoid class scores; anchors are the
+#               stride-8, 16 and 32 grid cells, row-major. Decoded on the host (edgecv.vision.decode.yolox_to_yolov8).
+OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect", "yolox")
+PAD_ALIGNS = ("center", "top-left")  # where the letterboxed image sits in the padded input (YOLOX: top-left)
 # Mask prototypes of a yolov8_seg model (and coefficients per anchor).
 SEG_PROTOS = 32
 
@@ -70,6 +74,7 @@ class ModelMeta:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     pad_value: int = 114
+    pad_align: str = "center"
     preprocess_in_graph: bool = False
     nms_in_graph: bool = False
     precision: str = "fp32"
@@ -89,6 +94,8 @@ class ModelMeta:
         h, w = self.input_size
         if h <= 0 or w <= 0:
             raise ArtifactError(f"input_size must be positive, got {self.input_size}")
+        if self.pad_align not in PAD_ALIGNS:
+            raise ArtifactError(f"pad_align must be one of {PAD_ALIGNS}, got {self.pad_align!r}")
         if self.color not in ("RGB", "BGR"):
             raise ArtifactError(f"color must be RGB or BGR, got {self.color!r}")
 

@@ -119,6 +119,7 @@ def export(
     static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
     dynamic_batch: Annotated[str | None, typer.Option(help="Batch range MIN:OPT:MAX, recorded for TensorRT optimization profiles (default 1:1:16).", rich_help_panel="Graph")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
+    layout: Annotated[str, typer.Option(help="Foreign ONNX only: auto (recognise the output), or yolox (raw YOLOX grids, decoded on the host).", rich_help_panel="Model")] = "auto",
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
     nms: Annotated[str | None, typer.Option(help=NMS_HELP, rich_help_panel="Graph")] = None,
@@ -156,7 +157,7 @@ def export(
         from edgecv.export.adopt import adopt_onnx
 
         dest = output or src.with_name(src.stem + ".edgecv.onnx")
-        adopted = adopt_onnx(src, dest, names=_names(names))
+        adopted = adopt_onnx(src, dest, names=_names(names), layout=layout)
         out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
         _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
         return

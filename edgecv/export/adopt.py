@@ -34,13 +34,19 @@ _LAYOUTS = {
     "yolov5": "YOLOv5 detector (B, anchors, 5 + nc) with objectness",
     "yolov8_seg": "YOLOv8/11 instance segmenter (boxes + 32 mask coefficients, prototypes)",
     "seg_logits": "semantic segmenter (B, nc, H, W) logits",
+    "yolox": "YOLOX detector, raw grids (B, anchors, 5 + nc) decoded on the host",
 }
+LAYOUTS = ("auto", "yolox")
 
 
 def adopt_onnx(
-    source: Path, out: Path, *, names: Sequence[str] | None = None, task: str | None = None, images: int = 3
+    source: Path, out: Path, *, names: Sequence[str] | None = None, task: str | None = None, images: int = 3, layout: str = "auto"
 ) -> AdoptReport:
     """Write ``out``: ``source`` plus edgecv metadata, checked to run identically on ``images`` synthetic frames.
+
+    ``layout="yolox"``: the ``(B, anchors, 5 + nc)`` output is YOLOX's raw grids, not
+    YOLOv5's decoded boxes (the shapes are the same); the preprocessing becomes YOLOX's:
+    BGR, 0-255, no normalization, padded right and bottom with 114.
 
     Raises:
         ArtifactError: not a loadable ONNX, or a layout edgecv does not know.
@@ -48,10 +54,21 @@ def adopt_onnx(
     """
     from edgecv.data.synthetic import make_scene
     from edgecv.engine.onnxruntime import OnnxRuntimeEngine
+    from edgecv.errors import ConfigError
     from edgecv.vision.letterbox import preprocess
 
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown --layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
     source, out = Path(source), Path(out)
     with OnnxRuntimeEngine(source, task=task, names=names) as original:
+        if layout == "yolox":
+            if original.meta.output_format != "yolov5":
+                raise ConfigError(
+                    f"--layout yolox needs one (B, anchors, 5 + nc) output; {source.name} has {[list(o.shape) for o in original.outputs]}"
+                )
+            original.meta = original.meta.replace(
+                output_format="yolox", color="BGR", mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, pad_align="top-left", pad_value=114
+            )
         meta = original.meta.replace(
             source_hash=file_sha256(source)[:16],
             edgecv_version=__version__,

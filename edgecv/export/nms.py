@@ -9,6 +9,12 @@
         scores (B, max_det) float32, classes (B, max_det) int32  (the EfficientNMS_TRT layout;
         rows >= num_dets are zero padding)
 
+Instance segmenters (``yolov8_seg``: a (B, 4 + nc + 32, A) output and (B, 32, h, w) prototypes)
+get the same NMS; the kept rows' 32 mask coefficients are gathered with the boxes into
+``mask_coefs`` (B, max_det, 32) and the prototypes pass through as ``protos``, so the host only
+multiplies K coefficient rows with the prototypes (``kind="onnx"`` only: EfficientNMS_TRT does
+not return which anchors it kept).
+
 Single-label, like :func:`edgecv.vision.decode.decode_yolov8` (and Ultralytics): NMS gets each
 anchor's best class score and 0 for its other classes, so with ``score_threshold = conf >= 0``
 only the best class of an anchor can be kept, and per-class NMS is class-aware single-label NMS.
@@ -37,9 +43,10 @@ from typing import Any
 import numpy as np
 
 from edgecv._optional import require
-from edgecv.artifact import ModelMeta
+from edgecv.artifact import SEG_PROTOS, ModelMeta
 from edgecv.errors import ConfigError, ExportError
 from edgecv.export.graph import dim_value, tensor_names
+from edgecv.vision.decode import NMS_MASK_OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +101,12 @@ def add_nms(
     from edgecv.export.graph import set_metadata
 
     check_nms_options(kind, iou, conf, max_det)
-    raw, nc, batch = _yolo_output(model, meta)
+    raw, nc, batch, protos = _yolo_output(model, meta)
+    if protos is not None and kind == "efficient":
+        raise ConfigError(
+            "--nms efficient cannot keep mask coefficients (EfficientNMS_TRT does not say which anchors it kept)",
+            hint="use --nms onnx for instance-segmentation models",
+        )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 11:
         raise ExportError(f"in-graph NMS needs ONNX opset >= 11, the model has opset {opset}", hint="re-export with `edgecv export --opset 18`")
@@ -102,8 +114,8 @@ def add_nms(
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    taken = tensor_names(graph) - {raw.name}
-    clash = sorted(taken & set(OUTPUT_NAMES))
+    taken = tensor_names(graph) - {raw.name} - ({protos.name} if protos is not None else set())
+    clash = sorted(taken & set(OUTPUT_NAMES + NMS_MASK_OUTPUTS))
     if clash:
         raise ExportError(f"the graph already has tensors named {clash}", hint="rename them; in-graph NMS outputs use these names")
     nodes: list[Any] = []
@@ -165,7 +177,16 @@ def add_nms(
         op("Where", [valid, top, const("zero", 0.0, np.float32)], outputs=["scores"])
         index3 = op("Reshape", [index, const("col", [0, -1, 1])])  # (B, max_det, 1)
         rows = op("GatherElements", [boxes, op("Expand", [index3, const("four", [1, 1, 4])])], axis=1)
-        op("Where", [op("Reshape", [valid, const("col", [0, -1, 1])]), rows, const("zero", 0.0, np.float32)], outputs=["boxes"])
+        valid3 = op("Reshape", [valid, const("col", [0, -1, 1])])
+        op("Where", [valid3, rows, const("zero", 0.0, np.float32)], outputs=["boxes"])
+        if protos is not None:
+            coefs = cols(4 + nc, 4 + nc + SEG_PROTOS)  # (B, A, 32)
+            coef_rows = op("GatherElements", [coefs, op("Expand", [index3, const("protos_n", [1, 1, SEG_PROTOS])])], axis=1)
+            op("Where", [valid3, coef_rows, const("zero", 0.0, np.float32)], outputs=["mask_coefs"])
+            protos_f = protos.name
+            if protos.type.tensor_type.elem_type != TensorProto.FLOAT:
+                protos_f = op("Cast", [protos_f], to=TensorProto.FLOAT)
+            op("Identity", [protos_f], outputs=["protos"])
         labels = op("Cast", [op("GatherElements", [op("Reshape", [best_cls, const("flat", [0, -1])]), index], axis=1)], to=TensorProto.INT32)
         op("Where", [valid, labels, const("zero_i32", 0, np.int32)], outputs=["classes"])
         count = op("Cast", [valid], to=TensorProto.INT32)
@@ -182,35 +203,53 @@ def add_nms(
         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, max_det]),
         helper.make_tensor_value_info("classes", TensorProto.INT32, [batch, max_det]),
     ]
+    if protos is not None:
+        proto_dims = [dim_value(d) for d in protos.type.tensor_type.shape.dim]
+        outputs += [
+            helper.make_tensor_value_info("mask_coefs", TensorProto.FLOAT, [batch, max_det, SEG_PROTOS]),
+            helper.make_tensor_value_info("protos", TensorProto.FLOAT, proto_dims),
+        ]
     del graph.output[:]
     graph.output.extend(outputs)
     params = {"kind": kind, "iou": iou, "conf": conf, "max_det": max_det, "class_aware": True}
+    if protos is not None:
+        params["masks"] = True  # mask_coefs + protos outputs
     new_meta = meta.replace(output_format="nms", nms_in_graph=True, extra={**meta.extra, "nms": params})
     set_metadata(out, new_meta)
     log.debug("added in-graph NMS (%s) after %r: %s", kind, raw.name, params)
     return out, new_meta
 
 
-def _yolo_output(model: Any, meta: ModelMeta) -> tuple[Any, int, int | str | None]:
-    """The single (B, 4 + nc, A) output, nc, and its batch dim (int, name or None)."""
+def _yolo_output(model: Any, meta: ModelMeta) -> tuple[Any, int, int | str | None, Any]:
+    """The (B, 4 + nc [+ 32], A) output, nc, its batch dim (int, name or None), and the prototypes output (or None)."""
     fix = "add_nms needs a YOLOv8-layout detector: one output (B, 4 + nc, anchors), as `edgecv export` writes"
     if meta.nms_in_graph or meta.output_format == "nms":
         raise ExportError("the model already has NMS in the graph (metadata nms_in_graph=true)", hint="add it once, to the raw model")
-    if meta.task != "detect" or meta.output_format != "yolov8":
+    if meta.task != "detect" or meta.output_format not in ("yolov8", "yolov8_seg"):
         raise ExportError(f"cannot add NMS to a {meta.task} model with output format {meta.output_format!r}", hint=fix)
     outputs = list(model.graph.output)
-    if len(outputs) != 1:
+    seg = meta.output_format == "yolov8_seg"
+    protos = None
+    if seg:
+        ranks = {len(v.type.tensor_type.shape.dim): v for v in outputs}
+        if len(outputs) != 2 or sorted(ranks) != [3, 4]:
+            raise ExportError(f"a YOLOv8-seg model has a (B, C, A) and a (B, 32, h, w) output, got {[v.name for v in outputs]}")
+        value, protos = ranks[3], ranks[4]
+    elif len(outputs) != 1:
         raise ExportError(f"expected one output, the graph has {len(outputs)}: {[v.name for v in outputs]}", hint=fix)
-    value = outputs[0]
+    else:
+        value = outputs[0]
+    extra = SEG_PROTOS if seg else 0
     dims = [dim_value(d) for d in value.type.tensor_type.shape.dim]
     channels = dims[1] if len(dims) == 3 else None
-    if not isinstance(channels, int) or channels != 4 + meta.num_classes or (isinstance(dims[2], int) and dims[2] <= channels):
+    too_few_anchors = not seg and isinstance(dims[2] if len(dims) == 3 else None, int) and dims[2] <= (channels or 0)
+    if not isinstance(channels, int) or channels != 4 + meta.num_classes + extra or too_few_anchors:
         raise ExportError(
-            f"output {value.name!r} has shape {dims}; expected (B, {4 + meta.num_classes}, anchors) "
+            f"output {value.name!r} has shape {dims}; expected (B, {4 + meta.num_classes + extra}, anchors) "
             f"for {meta.num_classes} classes",
             hint=fix,
         )
-    return value, channels - 4, dims[0]
+    return value, meta.num_classes, dims[0], protos
 
 
 def _float32_threshold(value: float) -> np.float32:

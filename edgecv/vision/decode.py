@@ -115,8 +115,41 @@ def yolov5_to_yolov8(output: np.ndarray) -> np.ndarray:
     return merged.transpose(0, 2, 1)
 
 
+def yolox_to_yolov8(output: np.ndarray, input_hw: tuple[int, int], strides: tuple[int, ...] = (8, 16, 32)) -> np.ndarray:
+    """YOLOX raw grids ``(B, A, 5 + nc)`` -> YOLOv8 layout ``(B, 4 + nc, A)`` in input pixels.
+
+    YOLOX exported with ``decode_in_inference=False`` outputs, per grid cell of each
+    stride (row-major, stride 8 first), ``dx, dy, log w, log h`` in grid units and
+    sigmoided objectness and class scores: ``cx = (dx + gx) * s``, ``w = exp(log w) * s``,
+    and the class score is ``objectness * class``, as YOLOX's own postprocess does.
+
+    Raises:
+        ValueError: the anchor count does not match the grids of ``input_hw``.
+    """
+    out = np.asarray(output, dtype=np.float32)
+    if out.ndim == 2:
+        out = out[None]
+    h, w = input_hw
+    grids, scales = [], []
+    for s in strides:
+        gy, gx = np.meshgrid(np.arange(h // s, dtype=np.float32), np.arange(w // s, dtype=np.float32), indexing="ij")
+        grids.append(np.stack([gx.ravel(), gy.ravel()], 1))
+        scales.append(np.full((gx.size, 1), s, np.float32))
+    grid, stride = np.concatenate(grids), np.concatenate(scales)
+    if out.ndim != 3 or out.shape[1] != len(grid) or out.shape[2] < 6:
+        raise ValueError(
+            f"a YOLOX raw output for a {h}x{w} input has {len(grid)} anchors (strides {strides}), got shape {np.shape(output)}"
+        )
+    xy = (out[..., :2] + grid) * stride
+    wh = np.exp(np.minimum(out[..., 2:4], 20.0)) * stride
+    scores = out[..., 5:] * out[..., 4:5]
+    return np.concatenate([xy, wh, scores], axis=2).transpose(0, 2, 1)
+
+
 # Output names of an in-graph NMS model (edgecv.export.nms) and TensorRT's EfficientNMS_TRT names.
 NMS_OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes")
+# An instance-segmentation model with NMS in the graph adds the kept boxes' coefficients and the prototypes.
+NMS_MASK_OUTPUTS = ("mask_coefs", "protos")
 _NMS_OUTPUT_ALIASES = {"num_detections": "num_dets", "detection_boxes": "boxes", "detection_scores": "scores", "detection_classes": "classes"}
 
 
@@ -125,7 +158,8 @@ def decode_nms_outputs(
     conf: float = 0.0,
     classes: Sequence[int] | None = None,
     max_det: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return_rows: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Read batch index 0 of a model with NMS in the graph (``output_format == "nms"``).
 
     The graph already decoded the boxes and ran NMS with its own ``conf``/``iou``/``max_det``
@@ -144,7 +178,8 @@ def decode_nms_outputs(
         max_det: keep at most this many, or None for all.
 
     Returns:
-        xyxy: (K, 4) float32, scores: (K,) float32, class_ids: (K,) int32; by descending score.
+        xyxy: (K, 4) float32, scores: (K,) float32, class_ids: (K,) int32; by descending score;
+        with ``return_rows`` also the (K,) indices of the kept rows (to pick their mask coefficients).
 
     Raises:
         ValueError: the outputs are missing or do not have the shapes above, or ``max_det`` < 0.
@@ -178,4 +213,6 @@ def decode_nms_outputs(
     if classes is not None:
         keep &= np.isin(class_ids, np.asarray(list(classes), dtype=np.int64))
     idx = np.flatnonzero(keep)[:max_det]
+    if return_rows:
+        return xyxy[idx], score[idx], class_ids[idx], idx
     return xyxy[idx], score[idx], class_ids[idx]

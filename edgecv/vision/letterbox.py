@@ -53,6 +53,7 @@ def letterbox(
     *,
     pad_value: int = 114,
     stride: int | None = None,
+    align: str = "center",
 ) -> tuple[np.ndarray, LetterboxTransform]:
     """Resize ``image`` to fit ``size`` (h, w) keeping its aspect ratio, then pad, centred.
 
@@ -63,6 +64,7 @@ def letterbox(
     Args:
         image: (H, W, 3) uint8.
         size: target (height, width).
+        align: "center" (Ultralytics, edgecv) or "top-left" (YOLOX: padding only right and bottom).
     Returns:
         (h', w', 3) uint8 padded image and the transform that maps boxes back.
     """
@@ -82,6 +84,8 @@ def letterbox(
         resized = image
     pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
     top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    if align == "top-left":  # YOLOX pads only right and bottom
+        top = left = 0
     bottom, right = out_h - new_h - top, out_w - new_w - left
     if top or bottom or left or right:
         resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
@@ -97,7 +101,7 @@ def preprocess(image: np.ndarray, meta: ModelMeta) -> tuple[np.ndarray, Letterbo
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.shape} {image.dtype}")
     boxed, transform = letterbox(
-        image, meta.input_size, pad_value=meta.pad_value, stride=meta.stride if meta.dynamic else None
+        image, meta.input_size, pad_value=meta.pad_value, stride=meta.stride if meta.dynamic else None, align=meta.pad_align
     )
     if meta.preprocess_in_graph:
         return boxed[None], transform

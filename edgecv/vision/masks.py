@@ -76,25 +76,41 @@ def decode_yolov8_seg(
         out[:4], out[4 : 4 + nc], conf, iou, classes, max_det, agnostic, pre_nms_topk
     )
     boxes = transform.boxes_to_src(xyxy)  # clipped to the image
-    src_h, src_w = transform.src_size
-    masks = np.zeros((anchors.size, src_h, src_w), bool)
-    if anchors.size:
-        _, ph, pw = pro.shape
-        coefs = out[4 + nc :, anchors].T  # (K, 32)
-        logits = (coefs @ pro.reshape(NUM_PROTOS, -1).astype(np.float32, copy=False)).reshape(-1, ph, pw)
-        in_h, in_w = transform.dst_size
-        for k, (x1, y1, x2, y2) in enumerate(boxes):
-            # pixels c with x1 <= c < x2 (Ultralytics' crop_mask rule), in the original image
-            c0, c1 = math.ceil(x1), math.ceil(x2)
-            r0, r1 = math.ceil(y1), math.ceil(y2)
-            if c1 <= c0 or r1 <= r0:
-                continue
-            ry = _bilinear_axis(np.arange(r0, r1), transform.scale, transform.pad_y, ph / in_h, ph)
-            rx = _bilinear_axis(np.arange(c0, c1), transform.scale, transform.pad_x, pw / in_w, pw)
-            rows = logits[k].take(ry[0], axis=0) * (1 - ry[2])[:, None] + logits[k].take(ry[1], axis=0) * ry[2][:, None]
-            roi = rows.take(rx[0], axis=1) * (1 - rx[2]) + rows.take(rx[1], axis=1) * rx[2]
-            masks[k, r0:r1, c0:c1] = roi > 0
+    masks = render_masks(out[4 + nc :, anchors].T, pro, boxes, transform)
     return boxes, score, class_ids, masks
+
+
+def render_masks(coefs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, transform: LetterboxTransform) -> np.ndarray:
+    """Instance masks at the original image size from mask coefficients and prototypes.
+
+    Args:
+        coefs: (K, 32) mask coefficients of the kept boxes.
+        protos: (32, h, w) prototypes covering the whole model input.
+        boxes: (K, 4) x1 y1 x2 y2 in original-image pixels (clipped); pixels outside stay False.
+        transform: the letterbox transform the input was made with.
+
+    Returns:
+        (K, H, W) bool at ``transform.src_size``.
+    """
+    src_h, src_w = transform.src_size
+    masks = np.zeros((len(boxes), src_h, src_w), bool)
+    if not len(boxes):
+        return masks
+    _, ph, pw = protos.shape
+    logits = (np.asarray(coefs, np.float32) @ protos.reshape(NUM_PROTOS, -1).astype(np.float32, copy=False)).reshape(-1, ph, pw)
+    in_h, in_w = transform.dst_size
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        # pixels c with x1 <= c < x2 (Ultralytics' crop_mask rule), in the original image
+        c0, c1 = math.ceil(x1), math.ceil(x2)
+        r0, r1 = math.ceil(y1), math.ceil(y2)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        ry = _bilinear_axis(np.arange(r0, r1), transform.scale, transform.pad_y, ph / in_h, ph)
+        rx = _bilinear_axis(np.arange(c0, c1), transform.scale, transform.pad_x, pw / in_w, pw)
+        rows = logits[k].take(ry[0], axis=0) * (1 - ry[2])[:, None] + logits[k].take(ry[1], axis=0) * ry[2][:, None]
+        roi = rows.take(rx[0], axis=1) * (1 - rx[2]) + rows.take(rx[1], axis=1) * rx[2]
+        masks[k, r0:r1, c0:c1] = roi > 0
+    return masks
 
 
 def _bilinear_axis(

@@ -176,3 +176,24 @@ def test_load_yolov8_seg_names_from_ultralytics_props(tmp_path: Path) -> None:
     assert model.names == ("person", "car")
     dets = model(IMAGE)
     assert len(dets) == 1 and dets.masks is not None and np.array_equal(dets.masks[0], _expected_masks()[0])
+
+
+@pytest.mark.parametrize("protos_first", [False, True], ids=["output0-first", "protos-first"])
+def test_in_graph_nms_keeps_mask_coefficients(tmp_path: Path, protos_first: bool) -> None:
+    """`edgecv convert --nms onnx` on a YOLOv8-seg model: same boxes and masks as the host decode."""
+    from edgecv.export.convert import NmsOptions, convert_onnx
+    from edgecv.export.nms import add_nms
+
+    out, protos = _scene()
+    path = _constant_seg_onnx(tmp_path / "seg.onnx", out, protos, protos_first=protos_first, props={"names": "{0: 'blob', 1: 'dot'}"})
+    nms_path = tmp_path / "seg.nms.onnx"
+    meta = convert_onnx(path, nms_path, nms=NmsOptions("onnx", iou=0.45, conf=0.25, max_det=10))
+    assert meta.output_format == "nms" and meta.extra["nms"]["masks"] is True
+    with edgecv.load(nms_path) as model:
+        assert [o.name for o in model.engine.outputs] == ["num_dets", "boxes", "scores", "classes", "mask_coefs", "protos"]
+        dets = model(IMAGE)
+    np.testing.assert_allclose(dets.xyxy, [[24, 24, 104, 72], [108, 76, 124, 92]], atol=1e-4)
+    assert dets.class_names == ["blob", "dot"]
+    np.testing.assert_array_equal(dets.masks, _expected_masks())
+    with pytest.raises(ConfigError, match="efficient cannot keep mask coefficients"):
+        add_nms(onnx.load(str(path)), edgecv.load(path).meta, kind="efficient")
