@@ -45,7 +45,8 @@ def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> Base
     Args:
         path: ``.onnx`` (ONNX Runtime) or ``.engine``/``.plan`` (TensorRT).
         backend: ``"auto"`` (by suffix) or a name from :data:`BACKENDS`.
-        options: backend options (ONNX Runtime: ``providers``, ``threads``, ``task``, ``names``).
+        options: backend options (ONNX Runtime: ``providers``, ``threads``, ``stop_spinning``, ``task``,
+            ``names``; TensorRT: ``device``, ``task``, ``names``).
     """
     path = Path(path)
     if not path.exists():
@@ -54,7 +55,5 @@ def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> Base
         raise ArtifactError(f"{path} is a folder, not a model file", hint="pass the .onnx or .engine file inside it")
     name = backend_for(path, backend)
     module_name, class_name, _, _ = BACKENDS[name]
-    if name == "tensorrt" and not is_available("edgecv.engine.tensorrt"):
-        raise ConfigError("this edgecv has no TensorRT backend yet", hint="convert the model to ONNX and run it with ONNX Runtime")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(path, **options)

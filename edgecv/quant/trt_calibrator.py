@@ -94,7 +94,6 @@ def make_entropy_calibrator(
             f"TensorRT {trt.__version__} has no implicit INT8 calibration (removed in TensorRT 11)",
             hint="build from the Q/DQ graph instead: edgecv calibrate MODEL.onnx DATA, then build-engine MODEL.int8.onnx",
         )
-    cudart = cudart or trt_compat.import_cudart()
     cache_path = Path(cache_path)
     known = set(tensor_names) if tensor_names is not None else None
 
@@ -102,7 +101,8 @@ def make_entropy_calibrator(
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._iter = iter(batches)
-            self._device = trt_compat.check_cuda(cudart, cudart.cudaMalloc(batches.nbytes), "cudaMalloc")
+            self._cudart = cudart
+            self._device: int | None = None  # allocated on the first batch: a build from a cache needs none
             self.batches_done = 0
 
         def get_batch_size(self) -> int:
@@ -112,8 +112,11 @@ def make_entropy_calibrator(
             batch = next(self._iter, None)
             if batch is None:
                 return None
-            kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            trt_compat.check_cuda(cudart, cudart.cudaMemcpy(self._device, batch.ctypes.data, batch.nbytes, kind), "cudaMemcpy")
+            cuda = self._cudart = self._cudart or trt_compat.import_cudart()
+            if self._device is None:
+                self._device = trt_compat.check_cuda(cuda, cuda.cudaMalloc(batches.nbytes), "cudaMalloc")
+            kind = cuda.cudaMemcpyKind.cudaMemcpyHostToDevice
+            trt_compat.check_cuda(cuda, cuda.cudaMemcpy(self._device, batch.ctypes.data, batch.nbytes, kind), "cudaMemcpy")
             self.batches_done += 1
             return [int(self._device)]
 
@@ -133,7 +136,7 @@ def make_entropy_calibrator(
 
         def free(self) -> None:
             if self._device is not None:
-                cudart.cudaFree(self._device)
+                self._cudart.cudaFree(self._device)
                 self._device = None
 
         def __del__(self) -> None:

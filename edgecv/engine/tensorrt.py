@@ -1,0 +1,193 @@
+"""The TensorRT backend: a plan + its manifest, run with name-based I/O on one CUDA stream per thread.
+
+- The manifest is read and checked against this machine *before* the plan is
+  deserialized (:func:`edgecv.engine.manifest.check_compatible`).
+- I/O by tensor name (``set_tensor_address`` / ``execute_async_v3``), dynamic shapes via
+  ``set_input_shape``.
+- Buffers: device memory and pinned host memory from cuda-python, grown on demand
+  (a larger batch or letterbox reallocates once, then is reused).
+- Threads: each thread gets its own execution context, stream and buffers, created on
+  first use (TensorRT contexts are not thread-safe; the engine is). No CUDA context
+  push/pop is needed: cuda-python's runtime API uses the primary context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecv.engine.base import BaseEngine, TensorSpec
+from edgecv.errors import ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Buffer:
+    """A device allocation and a pinned host mirror of the same capacity."""
+
+    device: int = 0
+    host: int = 0
+    capacity: int = 0
+
+    def ensure(self, cudart: Any, nbytes: int) -> bool:
+        """Grow to at least ``nbytes`` (by 1.5x steps, so a slowly growing shape reallocates rarely). True when reallocated."""
+        from edgecv.engine.trt_compat import check_cuda
+
+        if nbytes <= self.capacity:
+            return False
+        self.free(cudart)
+        capacity = max(nbytes, int(self.capacity * 1.5), 256)
+        self.device = int(check_cuda(cudart, cudart.cudaMalloc(capacity), "cudaMalloc"))
+        self.host = int(check_cuda(cudart, cudart.cudaMallocHost(capacity), "cudaMallocHost"))
+        self.capacity = capacity
+        return True
+
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        count = int(np.prod(shape)) if shape else 1
+        raw = (ctypes.c_byte * (count * np.dtype(dtype).itemsize)).from_address(self.host)
+        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+
+    def free(self, cudart: Any) -> None:
+        if self.device:
+            cudart.cudaFree(self.device)
+        if self.host:
+            cudart.cudaFreeHost(self.host)
+        self.device = self.host = self.capacity = 0
+
+
+class _ThreadState:
+    def __init__(self, engine: Any, cudart: Any) -> None:
+        from edgecv.engine.trt_compat import check_cuda
+
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
+        self.stream = check_cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self.buffers: dict[str, _Buffer] = {}
+
+
+class TensorRTEngine(BaseEngine):
+    """A ``.engine``/``.plan`` file with its ``.engine.json`` manifest.
+
+    Args:
+        path: the plan.
+        device: CUDA device index.
+        task, names: override the manifest's task / class names.
+        threads, providers, stop_spinning: ONNX Runtime options; accepted so that callers can pass
+            the same options to any model file, and ignored.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: int = 0,
+        task: str | None = None,
+        names: list[str] | None = None,
+        threads: int | None = None,
+        providers: Any = None,
+        stop_spinning: bool = False,
+        _trt: Any = None,
+        _cudart: Any = None,
+    ) -> None:
+        from edgecv.artifact import read_sidecar
+        from edgecv.engine import trt_compat
+        from edgecv.engine.manifest import check_compatible, current_environment
+
+        path = Path(path)
+        trt = _trt or trt_compat.import_tensorrt()
+        cudart = _cudart or trt_compat.import_cudart()
+        meta, info = read_sidecar(path)
+        trt_compat.check_cuda(cudart, cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+        check_compatible(info, current_environment(trt, cudart, device), path)  # before deserializing
+        if task and task != meta.task:
+            raise ConfigError(f"--task {task} conflicts with the engine manifest (task {meta.task})")
+        if names is not None:
+            if len(names) != meta.num_classes:
+                raise ConfigError(f"{len(names)} names given but the model has {meta.num_classes} classes")
+            meta = meta.replace(names=tuple(names))
+        self._trt, self._cudart = trt, cudart
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise EngineError(
+                f"TensorRT could not deserialize {path.name} (truncated or corrupt file?)",
+                hint=f"rebuild it: {info.get('build_command') or 'edgecv build-engine MODEL.onnx -o ' + str(path)}",
+            )
+        inputs, outputs = [], []
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            spec = TensorSpec(name, tuple(int(d) for d in self._engine.get_tensor_shape(name)), np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))))
+            (inputs if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
+        super().__init__(path, meta, inputs, outputs)
+        self.manifest = info
+        self.device = device
+        self._local = threading.local()
+        self._states: list[_ThreadState] = []
+        self._lock = threading.Lock()
+
+    def _state(self) -> _ThreadState:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = _ThreadState(self._engine, self._cudart)
+            self._local.state = state
+            with self._lock:
+                self._states.append(state)
+        return state
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from edgecv.engine.trt_compat import check_cuda
+
+        cudart, st = self._cudart, self._state()
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        for spec in self.inputs:
+            array = np.ascontiguousarray(feeds[spec.name])
+            if not st.context.set_input_shape(spec.name, tuple(array.shape)):
+                raise EngineError(
+                    f"{self.path.name}: input shape {array.shape} is outside the engine's optimization profile",
+                    hint="rebuild with a profile that covers it (build-engine --batch MIN:OPT:MAX), or feed the built size",
+                )
+            buf = st.buffers.setdefault(spec.name, _Buffer())
+            buf.ensure(cudart, array.nbytes)
+            buf.host_array(array.shape, array.dtype)[...] = array
+            check_cuda(cudart, cudart.cudaMemcpyAsync(buf.device, buf.host, array.nbytes, h2d, st.stream), "cudaMemcpyAsync")
+            st.context.set_tensor_address(spec.name, buf.device)
+        shapes = {}
+        for spec in self.outputs:
+            shape = tuple(int(d) for d in st.context.get_tensor_shape(spec.name))
+            if any(d < 0 for d in shape):
+                raise EngineError(f"{self.path.name}: output {spec.name} has a data-dependent shape {shape}", hint="export with fixed-size outputs (--nms gives num_dets/boxes/...)")
+            buf = st.buffers.setdefault(spec.name, _Buffer())
+            buf.ensure(cudart, int(np.prod(shape)) * spec.dtype.itemsize)
+            st.context.set_tensor_address(spec.name, buf.device)
+            shapes[spec.name] = shape
+        if not st.context.execute_async_v3(st.stream):
+            raise EngineError(f"{self.path.name}: TensorRT failed to enqueue the inference")
+        results = {}
+        for spec in self.outputs:
+            buf, shape = st.buffers[spec.name], shapes[spec.name]
+            nbytes = int(np.prod(shape)) * spec.dtype.itemsize
+            check_cuda(cudart, cudart.cudaMemcpyAsync(buf.host, buf.device, nbytes, d2h, st.stream), "cudaMemcpyAsync")
+            results[spec.name] = buf.host_array(shape, spec.dtype)
+        check_cuda(cudart, cudart.cudaStreamSynchronize(st.stream), "cudaStreamSynchronize")
+        return results
+
+    def _close(self) -> None:
+        with self._lock:
+            for state in self._states:
+                for buf in state.buffers.values():
+                    buf.free(self._cudart)
+                self._cudart.cudaStreamDestroy(state.stream)
+                state.context = None
+            self._states.clear()
+        self._engine = None

@@ -1,0 +1,205 @@
+"""A stand-in for the few TensorRT Python objects edgecv's builder and backend touch.
+
+Attribute names follow NVIDIA's Python API reference: TensorRT 10.x
+(docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api) and the 10.x -> 11.x
+migration guide's "Removed Python APIs" (BuilderFlag.FP16/INT8/OBEY_PRECISION_CONSTRAINTS/...,
+IBuilderConfig.int8_calibrator / set_calibration_profile, the IInt8 calibrators). Objects
+use ``__slots__``, so touching an attribute the chosen version does not document raises
+AttributeError and fails the test.
+"""
+
+from __future__ import annotations
+
+import types
+from enum import IntEnum
+from typing import Any
+
+TRT10_FLAGS = ["FP16", "INT8", "FP8", "BF16", "DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS",
+               "SAFETY_SCOPE", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO", "REJECT_EMPTY_ALGORITHMS",
+               "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "STRIP_PLAN", "REFIT_IDENTICAL", "WEIGHT_STREAMING", "INT4"]  # fmt: skip
+TRT11_REMOVED = {"FP16", "INT8", "FP8", "BF16", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"}
+
+
+class Logger:
+    WARNING = 2
+
+    def __init__(self, severity: int = 2) -> None:
+        self.severity = severity
+
+
+class ParserError:
+    __slots__ = ("_desc", "_node", "_name", "_op")
+
+    def __init__(self, desc: str, node: int, name: str, op: str) -> None:
+        self._desc, self._node, self._name, self._op = desc, node, name, op
+
+    def desc(self) -> str:
+        return self._desc
+
+    def node(self) -> int:
+        return self._node
+
+    def node_name(self) -> str:
+        return self._name
+
+    def node_operator(self) -> str:
+        return self._op
+
+    def code(self) -> int:
+        return 1
+
+
+class Tensor:
+    __slots__ = ("name", "shape")
+
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+        self.name, self.shape = name, shape
+
+
+class Network:
+    __slots__ = ("flags", "inputs")
+
+    def __init__(self, flags: int) -> None:
+        self.flags, self.inputs = flags, []
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    def get_input(self, i: int) -> Tensor:
+        return self.inputs[i]
+
+
+class Profile:
+    __slots__ = ("shapes",)
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple] = {}
+
+    def set_shape(self, name: str, lo: tuple, opt: tuple, hi: tuple) -> None:
+        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+
+class TimingCache:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data or b"fresh"
+
+    def serialize(self) -> bytes:
+        return b"timing:" + self.data
+
+
+def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int, str, str]] | None = None,
+         input_shape: tuple[int, ...] = (-1, 3, -1, -1), build_fails: bool = False) -> Any:  # fmt: skip
+    """A ``tensorrt`` module stand-in for ``version`` ("10.3.0" or "11.1.0")."""
+    major = int(version.split(".")[0])
+    flags = [f for f in TRT10_FLAGS if not (major >= 11 and f in TRT11_REMOVED)]
+    BuilderFlag = IntEnum("BuilderFlag", flags, start=0)
+    config_slots = ["flags", "pool", "default_device_type", "DLA_core", "builder_optimization_level", "hardware_compatibility_level",
+                    "progress_monitor", "profiles", "timing_cache"]  # fmt: skip
+    if major < 11:
+        config_slots += ["int8_calibrator", "calibration_profile"]
+
+    class Config:
+        __slots__ = tuple(config_slots)
+
+        def __init__(self) -> None:
+            self.flags: set = set()
+            self.profiles: list = []
+
+        def set_flag(self, flag: Any) -> None:
+            self.flags.add(flag.name)
+
+        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
+            self.pool = (pool, size)
+
+        def add_optimization_profile(self, profile: Profile) -> int:
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        def create_timing_cache(self, data: bytes) -> TimingCache:
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            self.timing_cache = cache
+            return True
+
+    if major < 11:
+
+        def set_calibration_profile(self: Any, profile: Profile) -> None:
+            self.calibration_profile = profile
+
+        Config.set_calibration_profile = set_calibration_profile  # type: ignore[attr-defined]
+
+    class Builder:
+        __slots__ = ("logger", "num_DLA_cores", "network", "config", "built")
+
+        def __init__(self, logger: Logger) -> None:
+            self.logger, self.num_DLA_cores = logger, dla_cores
+            module.last_builder = self
+
+        def create_network(self, flags: int = 0) -> Network:
+            self.network = Network(flags)
+            return self.network
+
+        def create_builder_config(self) -> Config:
+            self.config = Config()
+            return self.config
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
+            self.built = True
+            monitor = getattr(config, "progress_monitor", None)
+            if monitor is not None:
+                monitor.phase_start("Building engine", None, 2)
+                monitor.step_complete("Building engine", 0)
+                monitor.step_complete("Building engine", 1)
+                monitor.phase_finish("Building engine")
+            return None if build_fails else b"PLAN:" + ",".join(sorted(config.flags)).encode()
+
+    class OnnxParser:
+        __slots__ = ("network", "errors")
+
+        def __init__(self, network: Network, logger: Logger) -> None:
+            self.network, self.errors = network, [ParserError(*e) for e in (parse_errors or [])]
+
+        def parse(self, model: bytes, path: str | None = None) -> bool:
+            assert isinstance(model, bytes) and model
+            self.network.inputs.append(Tensor("images", input_shape))
+            return not self.errors
+
+        @property
+        def num_errors(self) -> int:
+            return len(self.errors)
+
+        def get_error(self, i: int) -> ParserError:
+            return self.errors[i]
+
+    class IProgressMonitor:
+        def __init__(self) -> None:
+            pass
+
+    module = types.SimpleNamespace(
+        __version__=version,
+        Logger=Logger,
+        Builder=Builder,
+        OnnxParser=OnnxParser,
+        BuilderFlag=BuilderFlag,
+        MemoryPoolType=IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], start=0),
+        DeviceType=IntEnum("DeviceType", ["GPU", "DLA"], start=0),
+        HardwareCompatibilityLevel=IntEnum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"], start=0),
+        NetworkDefinitionCreationFlag=IntEnum("NetworkDefinitionCreationFlag", ["EXPLICIT_BATCH", "STRONGLY_TYPED"], start=0),
+        IProgressMonitor=IProgressMonitor,
+        last_builder=None,
+    )
+    if major < 11:
+
+        class IInt8EntropyCalibrator2:
+            def __init__(self) -> None:
+                pass
+
+        module.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    return module
