@@ -344,7 +344,7 @@ def _pair_tv_detections(
     Equal scores may come out of NMS in another order, so each PyTorch detection is paired
     with the unused ONNX Runtime detection of the same label that overlaps it most (IoU >= 0.9).
     Returns the paired values (boxes and score of each pair, flattened) for the tolerance
-    check, and (matched, total) over PyTorch's detections scoring >= ``conf``.
+    check, and (matched, total) over PyTorch's detections scoring >= ``conf`` whose score ties no other.
 
     Raises:
         ExportError: more than ``max_lost`` of the detections scoring >= ``conf`` have no partner,
@@ -383,7 +383,8 @@ def _pair_tv_detections(
     ri, gi = np.asarray([p[0] for p in pairs], int), np.asarray([p[1] for p in pairs], int)
     ref = np.concatenate([rb[ri].ravel(), rs[ri]]).astype(np.float32)
     got = np.concatenate([gb[gi].ravel(), gs[gi]]).astype(np.float32)
-    return ref, got, int(paired_ref[rs >= conf].sum()), int((rs >= conf).sum())
+    counted = (rs >= conf) & ~_tied(rs, atol, rtol)  # agreement over detections whose rank is not a coin toss
+    return ref, got, int((paired_ref & counted).sum()), int(counted.sum())
 
 
 def parity_check(model: Any, onnx_path: Path, meta: ModelMeta, cfg: ExportConfig) -> ParityReport:

@@ -47,7 +47,10 @@ def test_export_and_run(name: str, tmp_path: Path) -> None:
     ckpt = _plain_torchvision_state(name, tmp_path / f"{name}.pth")
     size = SIZES.get(name, 224)
     out = tmp_path / f"{name}.onnx"
-    report = export_model(ckpt, out, ExportConfig(arch=name, num_classes=len(NAMES), names=NAMES, input_size=(size, size)))
+    # random weights: most scores tie, so NMS order (and the task-level agreement) is a coin toss; the
+    # element-wise check (max abs diff) and the pairing's own lost-detection check still apply
+    cfg = ExportConfig(arch=name, num_classes=len(NAMES), names=NAMES, input_size=(size, size), tolerance=0.0)
+    report = export_model(ckpt, out, cfg)
 
     assert report.exporter == "torchscript"
     assert report.parity is not None and report.parity.max_abs_diff < 1e-2
@@ -78,7 +81,7 @@ def test_export_and_run(name: str, tmp_path: Path) -> None:
 def test_class_filter_and_max_det(tmp_path: Path) -> None:
     name = "fasterrcnn_mobilenet_v3_large_320_fpn"
     out = tmp_path / "m.onnx"
-    export_model(_plain_torchvision_state(name, tmp_path / "m.pth"), out, ExportConfig(arch=name, names=NAMES, parity_count=1))
+    export_model(_plain_torchvision_state(name, tmp_path / "m.pth"), out, ExportConfig(arch=name, names=NAMES, parity_count=1, tolerance=0.0))
     frame = np.random.default_rng(1).integers(0, 255, (320, 320, 3), dtype=np.uint8)
     with edgecv.load(out, conf=0.0, classes=[1], max_det=5) as model:
         result = model(frame)
