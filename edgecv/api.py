@@ -38,6 +38,9 @@ class Model:
         self.engine = engine
         self.meta: ModelMeta = engine.meta
         self._input_name = engine.inputs[0].name
+        # On TensorRT the frame is letterboxed and normalized by one CUDA kernel (edgecv.cuda.preprocess)
+        # when numba is installed; set False to preprocess on the CPU (e.g. to batch frames on the host).
+        self.gpu_preprocess = engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and _has_numba_cuda()
 
     @property
     def task(self) -> str:
@@ -52,11 +55,18 @@ class Model:
         return self.engine.path
 
     def preprocess(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], LetterboxTransform]:
-        """BGR uint8 (H, W, 3) -> model feeds and the letterbox transform."""
+        """BGR uint8 (H, W, 3) -> model feeds and the letterbox transform (feeds stay on the GPU with ``gpu_preprocess``)."""
+        if self.gpu_preprocess:
+            from edgecv.cuda.preprocess import preprocess_cuda
+
+            tensor, transform = preprocess_cuda(frame, self.meta)
+            return {self._input_name: tensor}, transform
         tensor, transform = preprocess(frame, self.meta)
         return {self._input_name: tensor}, transform
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if any(hasattr(v, "__cuda_array_interface__") for v in feeds.values()):
+            return self.engine.infer_on_device(feeds)  # type: ignore[attr-defined]
         return self.engine.infer(feeds)
 
     def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Result:
@@ -77,6 +87,19 @@ class Model:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path.name}, {self.meta.num_classes} classes, {self.engine.backend})"
+
+
+def _has_numba_cuda() -> bool:
+    from edgecv._optional import is_available
+
+    if not is_available("numba"):
+        return False
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # no driver, no GPU
+        return False
 
 
 class Detector(Model):

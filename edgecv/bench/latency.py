@@ -147,8 +147,10 @@ def _open(
         record.status = "error"
         record.error = f"input batch is fixed at {batch_dim}; export with a dynamic batch to bench batch {batch}"
         return record, None
+    if batch > 1:
+        model.gpu_preprocess = False  # frames are batched on the host
     feeds, _ = model.preprocess(frames[0])
-    record.input_shape = [batch, *list(next(iter(feeds.values())).shape[1:])]
+    record.input_shape = [batch, *[int(d) for d in next(iter(feeds.values())).shape[1:]]]
     return record, model
 
 

@@ -145,23 +145,56 @@ class TensorRTEngine(BaseEngine):
                 self._states.append(state)
         return state
 
+    @property
+    def stream(self) -> int:
+        """The calling thread's CUDA stream handle (GPU preprocessing launches on it)."""
+        return int(self._state().stream)
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from edgecv.engine.trt_compat import check_cuda
 
         cudart, st = self._cudart, self._state()
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         for spec in self.inputs:
             array = np.ascontiguousarray(feeds[spec.name])
-            if not st.context.set_input_shape(spec.name, tuple(array.shape)):
-                raise EngineError(
-                    f"{self.path.name}: input shape {array.shape} is outside the engine's optimization profile",
-                    hint="rebuild with a profile that covers it (build-engine --batch MIN:OPT:MAX), or feed the built size",
-                )
+            self._set_shape(st, spec.name, tuple(array.shape))
             buf = st.buffers.setdefault(spec.name, _Buffer())
             buf.ensure(cudart, array.nbytes)
             buf.host_array(array.shape, array.dtype)[...] = array
             check_cuda(cudart, cudart.cudaMemcpyAsync(buf.device, buf.host, array.nbytes, h2d, st.stream), "cudaMemcpyAsync")
             st.context.set_tensor_address(spec.name, buf.device)
+        return self._execute(st)
+
+    def infer_on_device(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Like :meth:`infer`, with inputs already on the GPU (objects with ``__cuda_array_interface__``,
+        e.g. the output of :func:`edgecv.cuda.preprocess.preprocess_cuda`): no upload, no host copy."""
+        if self._closed:
+            raise EngineError(f"{self.path.name}: engine is closed", hint="load the model again")
+        st = self._state()
+        for spec in self.inputs:
+            interface = feeds[spec.name].__cuda_array_interface__
+            shape, typestr = tuple(interface["shape"]), interface["typestr"]
+            fits = len(shape) == len(spec.shape) and all(want in (-1, got) for want, got in zip(spec.shape, shape))
+            if np.dtype(typestr) != spec.dtype or not fits:
+                raise EngineError(f"{self.path.name}: input {spec.describe()} got {shape} {np.dtype(typestr).name} on the GPU")
+            contiguous = tuple(int(np.prod(shape[i + 1 :])) * spec.dtype.itemsize for i in range(len(shape)))
+            if interface.get("strides") not in (None, contiguous):
+                raise EngineError(f"{self.path.name}: input {spec.name} on the GPU must be C-contiguous")
+            self._set_shape(st, spec.name, shape)
+            st.context.set_tensor_address(spec.name, int(interface["data"][0]))
+        return self._execute(st)
+
+    def _set_shape(self, st: _ThreadState, name: str, shape: tuple[int, ...]) -> None:
+        if not st.context.set_input_shape(name, shape):
+            raise EngineError(
+                f"{self.path.name}: input shape {shape} is outside the engine's optimization profile",
+                hint="rebuild with a profile that covers it (build-engine --batch MIN:OPT:MAX), or feed the built size",
+            )
+
+    def _execute(self, st: _ThreadState) -> dict[str, np.ndarray]:
+        from edgecv.engine.trt_compat import check_cuda
+
+        cudart = self._cudart
         shapes = {}
         for spec in self.outputs:
             shape = tuple(int(d) for d in st.context.get_tensor_shape(spec.name))
@@ -173,6 +206,7 @@ class TensorRTEngine(BaseEngine):
             shapes[spec.name] = shape
         if not st.context.execute_async_v3(st.stream):
             raise EngineError(f"{self.path.name}: TensorRT failed to enqueue the inference")
+        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         results = {}
         for spec in self.outputs:
             buf, shape = st.buffers[spec.name], shapes[spec.name]

@@ -47,6 +47,46 @@ class LetterboxTransform:
         return y0, y0 + int(round(h * self.scale)), x0, x0 + int(round(w * self.scale))
 
 
+@dataclass(frozen=True, slots=True)
+class LetterboxGeometry:
+    """Where a ``src`` image lands in the model input: resized to ``new`` (h, w) at (top, left) of ``out`` (h, w).
+
+    Shared by the CPU letterbox and the CUDA kernel (:mod:`edgecv.cuda.preprocess`), so
+    both sample the same grid.
+    """
+
+    src: tuple[int, int]
+    new: tuple[int, int]
+    out: tuple[int, int]
+    top: int
+    left: int
+    scale: float
+
+    @property
+    def transform(self) -> LetterboxTransform:
+        return LetterboxTransform(self.src, self.out, self.scale, float(self.left), float(self.top))
+
+
+def letterbox_geometry(
+    src_hw: tuple[int, int], size: tuple[int, int], *, stride: int | None = None, align: str = "center"
+) -> LetterboxGeometry:
+    """The letterbox layout of a ``src_hw`` image in a ``size`` (h, w) input; see :func:`letterbox`."""
+    src_h, src_w = src_hw
+    dst_h, dst_w = size
+    scale = min(dst_h / src_h, dst_w / src_w)
+    new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
+    if stride:
+        out_h = min(dst_h, -(-new_h // stride) * stride)
+        out_w = min(dst_w, -(-new_w // stride) * stride)
+    else:
+        out_h, out_w = dst_h, dst_w
+    pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
+    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    if align == "top-left":  # YOLOX pads only right and bottom
+        top = left = 0
+    return LetterboxGeometry((src_h, src_w), (new_h, new_w), (out_h, out_w), top, left, scale)
+
+
 def letterbox(
     image: np.ndarray,
     size: tuple[int, int],
@@ -68,28 +108,17 @@ def letterbox(
     Returns:
         (h', w', 3) uint8 padded image and the transform that maps boxes back.
     """
-    src_h, src_w = image.shape[:2]
-    dst_h, dst_w = size
-    scale = min(dst_h / src_h, dst_w / src_w)
-    new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
-    if stride:
-        out_h = min(dst_h, -(-new_h // stride) * stride)
-        out_w = min(dst_w, -(-new_w // stride) * stride)
-    else:
-        out_h, out_w = dst_h, dst_w
-    if (new_w, new_h) != (src_w, src_h):
+    g = letterbox_geometry(image.shape[:2], size, stride=stride, align=align)
+    (new_h, new_w), (out_h, out_w) = g.new, g.out
+    if (new_h, new_w) != g.src:
         # bilinear, as Ultralytics' LetterBox does (INTER_AREA costs ~5x more at 640x480 -> 256x192)
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     else:
         resized = image
-    pad_x, pad_y = (out_w - new_w) / 2, (out_h - new_h) / 2
-    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
-    if align == "top-left":  # YOLOX pads only right and bottom
-        top = left = 0
-    bottom, right = out_h - new_h - top, out_w - new_w - left
-    if top or bottom or left or right:
-        resized = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
-    return resized, LetterboxTransform((src_h, src_w), (out_h, out_w), scale, float(left), float(top))
+    bottom, right = out_h - new_h - g.top, out_w - new_w - g.left
+    if g.top or bottom or g.left or right:
+        resized = cv2.copyMakeBorder(resized, g.top, bottom, g.left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return resized, g.transform
 
 
 def preprocess(image: np.ndarray, meta: ModelMeta) -> tuple[np.ndarray, LetterboxTransform]:

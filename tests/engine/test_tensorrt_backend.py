@@ -201,3 +201,20 @@ def test_shipped_detector_on_tensorrt_matches_onnxruntime(det_onnx: Path, tmp_pa
             ref = ort_model.infer(feeds)["output0"]
             got = trt_model.infer(feeds)["output0"]
             np.testing.assert_allclose(got, ref, atol=1e-2, rtol=1e-3)  # FP32 engine (TF32 may round)
+
+
+def test_inputs_already_on_the_gpu_skip_the_upload(engine_file: Path) -> None:
+    trt, cudart = _with_runtime(fake_trt.make("10.3.0"), []), FakeCudart()
+    engine = TensorRTEngine(engine_file, _trt=trt, _cudart=cudart)
+    x = np.random.default_rng(2).random((1, 3, 32, 48), dtype=np.float32)
+
+    class DeviceArray:  # what numba / CuPy arrays expose (here backed by host memory, as the fake CUDA is)
+        __cuda_array_interface__ = {"shape": x.shape, "typestr": "<f4", "data": (x.ctypes.data, False), "version": 3, "strides": None}
+
+    out = engine.infer_on_device({"images": DeviceArray()})["output0"]
+    np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert "images" not in engine._state().buffers  # nothing uploaded
+    DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "typestr": "<f2"}
+    with pytest.raises(EngineError, match="on the GPU"):
+        engine.infer_on_device({"images": DeviceArray()})
+    engine.close()
