@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecv.bench.records import BenchReport, ModelBench
 from edgecv.errors import ConfigError, EdgecvError
+from edgecv.stream.stats import LatencyStats
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -116,6 +117,9 @@ class _Entry:
         t3 = perf()
         if record:
             s = self.record.stages
+            gpu_ms = getattr(self.model.engine, "last_gpu_ms", None)  # TensorRT: CUDA-event time of the network alone
+            if gpu_ms is not None:
+                s.setdefault("gpu", LatencyStats("gpu")).add(gpu_ms)
             s["pre"].add((t1 - t0) * 1e3)
             s["infer"].add((t2 - t1) * 1e3)
             s["post"].add((t3 - t2) * 1e3)

@@ -70,6 +70,8 @@ class _ThreadState:
         if self.context is None:
             raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
         self.stream = check_cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        # CUDA events around the enqueue: the GPU's own time for the network, apart from copies and host work
+        self.events = (check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"), check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
         self.buffers: dict[str, _Buffer] = {}
 
 
@@ -204,8 +206,10 @@ class TensorRTEngine(BaseEngine):
             buf.ensure(cudart, int(np.prod(shape)) * spec.dtype.itemsize)
             st.context.set_tensor_address(spec.name, buf.device)
             shapes[spec.name] = shape
+        check_cuda(cudart, cudart.cudaEventRecord(st.events[0], st.stream), "cudaEventRecord")
         if not st.context.execute_async_v3(st.stream):
             raise EngineError(f"{self.path.name}: TensorRT failed to enqueue the inference")
+        check_cuda(cudart, cudart.cudaEventRecord(st.events[1], st.stream), "cudaEventRecord")
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         results = {}
         for spec in self.outputs:
@@ -214,7 +218,13 @@ class TensorRTEngine(BaseEngine):
             check_cuda(cudart, cudart.cudaMemcpyAsync(buf.host, buf.device, nbytes, d2h, st.stream), "cudaMemcpyAsync")
             results[spec.name] = buf.host_array(shape, spec.dtype)
         check_cuda(cudart, cudart.cudaStreamSynchronize(st.stream), "cudaStreamSynchronize")
+        self._local.gpu_ms = float(check_cuda(cudart, cudart.cudaEventElapsedTime(*st.events), "cudaEventElapsedTime"))
         return results
+
+    @property
+    def last_gpu_ms(self) -> float | None:
+        """GPU time of the calling thread's last inference (CUDA events around the enqueue), in ms."""
+        return getattr(self._local, "gpu_ms", None)
 
     def _close(self) -> None:
         with self._lock:
@@ -222,6 +232,8 @@ class TensorRTEngine(BaseEngine):
                 for buf in state.buffers.values():
                     buf.free(self._cudart)
                 self._cudart.cudaStreamDestroy(state.stream)
+                for event in state.events:
+                    self._cudart.cudaEventDestroy(event)
                 state.context = None
             self._states.clear()
         self._engine = None

@@ -70,6 +70,19 @@ class FakeCudart:
     def cudaRuntimeGetVersion(self) -> tuple[int, int]:  # noqa: N802
         return 0, 12060
 
+    def cudaEventCreate(self) -> tuple[int, int]:  # noqa: N802
+        self.events = getattr(self, "events", 0) + 1
+        return 0, self.events
+
+    def cudaEventRecord(self, event: int, stream: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaEventElapsedTime(self, start: int, end: int) -> tuple[int, float]:  # noqa: N802
+        return 0, 1.25
+
+    def cudaEventDestroy(self, event: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
 
 def _with_runtime(trt: object, deserialized: list) -> object:
     """Add the runtime side: an engine with images (-1, 3, -1, -1) -> output0 (B, 8, 4) = per-image channel means."""
@@ -155,6 +168,7 @@ def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> No
     x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
     out = engine.infer({"images": x})["output0"].copy()  # outputs live in reused pinned buffers
     np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert engine.last_gpu_ms == 1.25  # CUDA-event time of the enqueue
     big = np.random.default_rng(1).random((4, 3, 128, 160), dtype=np.float32)  # larger: buffers grow once
     np.testing.assert_allclose(engine.infer({"images": big})["output0"][:, :3, 0], big.mean(axis=(2, 3)), rtol=1e-6)
     with pytest.raises(EngineError, match="outside the engine's optimization profile"):
