@@ -18,7 +18,8 @@ both cases.
    the raw MSE.
 2. Fallback: the ``k`` most sensitive layers go back to float; the smallest ``k`` whose
    drop is within ``max_drop`` is searched on a subset of the held-out images (doubling,
-   then bisecting), then confirmed on all of them (``k`` grows until it is).
+   then bisecting), confirmed on all of them (``k`` grows until it is), then narrowed by
+   bisecting on all of them (the subset is noisy where accuracy barely moves with ``k``).
 
 Every trial reuses the same activation statistics; only the graph is rebuilt.
 """
@@ -296,6 +297,15 @@ def run_gate(
     while not within(k, full=True) and k < n:
         log.info("%d layers float pass on the subset but not on all held-out images; trying more", k)
         k = min(n, max(k + 1, k + k // 2))
+    # The subset is noisy where the curve is flat and can overshoot: bisect on all held-out
+    # images between the largest k known to fail there (plain INT8, k = 0, did) and k.
+    low = max((t.kept for t in trials.values() if t.full is not None and t.full < baseline - max_drop and t.kept < k), default=0)
+    while k - low > 1 and trials[k].full is not None and trials[k].full >= baseline - max_drop:
+        mid = (low + k) // 2
+        if within(mid, full=True):
+            k = mid
+        else:
+            low = mid
     final = trials[k]
     assert final.full is not None
     result = GateResult(
