@@ -363,6 +363,7 @@ def prune(
     sparsity: Annotated[str | None, typer.Option(help="2:4: zero 2 of every 4 input-channel weights (sparse tensor cores, TensorRT --sparsity).")] = None,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tune epochs (50 steps of 16 scenes each) on synthetic shapes after pruning (shipped architectures); 0 skips.")] = 20,
     finetune_pool: Annotated[int, typer.Option(help="Scenes per fine-tune epoch.")] = 800,
+    distill: Annotated[float, typer.Option(help="Weight of distillation from the unpruned model while fine-tuning (0: labels only).")] = 1.0,
     val: Annotated[Path | None, typer.Option(help="Held-out labelled dataset (default for shapes models: 100 synthetic images, seed 1234).")] = None,
     val_images: Annotated[int, typer.Option(help="Synthetic held-out images when --val is not given.")] = 100,
     bench_iterations: Annotated[int, typer.Option(help="Latency iterations per model.")] = 100,
@@ -385,7 +386,7 @@ def prune(
         ratio=ratio, target_speedup=target_speedup, step=step, max_ratio=max_ratio, importance=importance,
         global_pruning=global_pruning, round_to=round_to if round_to > 1 else None,
         ignore=tuple(p for p in (ignore or "").replace(" ", "").split(",") if p), sparsity=sparsity,
-        finetune_epochs=finetune_epochs, finetune_pool=finetune_pool, val=val, val_images=val_images,
+        finetune_epochs=finetune_epochs, finetune_pool=finetune_pool, distill=distill, val=val, val_images=val_images,
         bench_iterations=bench_iterations, exporter=exporter, threads=threads,
     )  # fmt: skip
     with stage_progress(_state["quiet"]) as stages:

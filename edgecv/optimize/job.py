@@ -49,6 +49,7 @@ class PruneOptions:
     finetune_epochs: int = 20
     finetune_pool: int = 800
     finetune_lr: float = 1e-3
+    distill: float = 1.0  # weight of distillation from the unpruned model during fine-tuning (0: off)
     val: Path | None = None
     val_images: int = 100
     bench_iterations: int = 100
@@ -297,7 +298,8 @@ def run_prune(
         if tune:
             after_prune.score = bench.score(bench.export(bench.save(pruned, bench.root / "pruned.pt", structure)))
             clock = time.perf_counter()
-            final = _finetune(pruned, arch, info, options, MaskHolder(pruned, masks) if masks else None, stages)
+            teacher = model.eval() if options.distill > 0 else None  # the unpruned model, untouched by pruning (a deep copy was pruned)
+            final = _finetune(pruned, arch, info, options, MaskHolder(pruned, masks) if masks else None, stages, teacher)
             result_stages.append(Stage("fine-tuned", ratio, params, macs))
             seconds["fine-tune"] = time.perf_counter() - clock
         bench.save(final, output, structure)
@@ -378,7 +380,7 @@ def _search_ratio(
     return best[0], best[1], curve
 
 
-def _finetune(model: Any, arch: Any, info: dict[str, Any], options: PruneOptions, holder: Any, stages: StageFn) -> Any:
+def _finetune(model: Any, arch: Any, info: dict[str, Any], options: PruneOptions, holder: Any, stages: StageFn, teacher: Any = None) -> Any:
     from edgecv.zoo.training import TrainConfig, train
 
     batch = 16
@@ -388,4 +390,10 @@ def _finetune(model: Any, arch: Any, info: dict[str, Any], options: PruneOptions
         pool=options.finetune_pool, size=arch.input_size[0], seed=options.seed, threads=options.threads or 2,
         width=float(info.get("width", 1.0)), max_minutes=60,
     )  # fmt: skip
-    return train(cfg, model=model, log_every=max(1, iterations // 5), after_step=holder, progress=stages("fine-tune", iterations))
+    if teacher is not None:
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    return train(
+        cfg, model=model, log_every=max(1, iterations // 5), after_step=holder, progress=stages("fine-tune", iterations),
+        teacher=teacher, distill=options.distill,
+    )  # fmt: skip

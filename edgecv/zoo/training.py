@@ -110,11 +110,14 @@ def box_iou_pairwise(a, b, giou: bool = False):  # type: ignore[no-untyped-def]
     return iou - (hull - union) / hull
 
 
-def detection_loss(model, x, gt_boxes, gt_cls, gt_valid, topk: int = 10):  # type: ignore[no-untyped-def]
-    """YOLOv8-style loss (task-aligned assignment, IoU-aware BCE, GIoU + L1). Returns (total, parts dict)."""
+def detection_loss(model, x, gt_boxes, gt_cls, gt_valid, topk: int = 10, raw=None):  # type: ignore[no-untyped-def]
+    """YOLOv8-style loss (task-aligned assignment, IoU-aware BCE, GIoU + L1). Returns (total, parts dict).
+
+    ``raw``: ``model.forward_raw(x)`` when the caller already has it (distillation reuses it).
+    """
     torch = require("torch")
     F = torch.nn.functional
-    dists, logits, anchors, strides = model.forward_raw(x)
+    dists, logits, anchors, strides = raw if raw is not None else model.forward_raw(x)
     pred_boxes = torch.cat([anchors - dists[..., :2], anchors + dists[..., 2:]], -1)  # (B, A, 4)
     B, A, C = logits.shape
     with torch.no_grad():
@@ -152,6 +155,29 @@ def detection_loss(model, x, gt_boxes, gt_cls, gt_valid, topk: int = 10):  # typ
         loss_box = loss_l1 = logits.sum() * 0
     total = loss_cls + 5.0 * loss_box + 0.5 * loss_l1
     return total, {"cls": loss_cls.item(), "box": loss_box.item(), "l1": loss_l1.item()}
+
+
+def distillation_loss(student_out, teacher_out, task: str):  # type: ignore[no-untyped-def]
+    """Match a (pruned) student to its teacher's outputs on the same batch.
+
+    Detection (``forward_raw`` outputs): BCE of the student's class logits against the
+    teacher's probabilities, plus the L1 of the box distances in stride units, both
+    weighted per anchor by the teacher's best class score (objects, not background,
+    drive it). Segmentation: KL divergence of the per-pixel class distributions.
+    """
+    torch = require("torch")
+    F = torch.nn.functional
+    if task == "detect":
+        s_dist, s_logits, _, strides = student_out
+        t_dist, t_logits = teacher_out[0].detach(), teacher_out[1].detach()
+        t_prob = t_logits.sigmoid()
+        weight = t_prob.amax(-1)  # (B, A)
+        norm = weight.sum().clamp(min=1)
+        cls = (F.binary_cross_entropy_with_logits(s_logits, t_prob, reduction="none").mean(-1) * weight).sum() / norm
+        box = (((s_dist - t_dist).abs() / strides).sum(-1) * weight).sum() / norm
+        return cls + box
+    t = teacher_out.detach()
+    return F.kl_div(F.log_softmax(student_out, 1), F.log_softmax(t, 1), log_target=True, reduction="batchmean") / t[0, 0].numel()
 
 
 def segmentation_loss(logits, target):  # type: ignore[no-untyped-def]
@@ -195,11 +221,14 @@ def init_weights(model, checkpoint: str) -> int:  # type: ignore[no-untyped-def]
     return len(matched)
 
 
-def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every: int = 50, after_step=None, progress=None):  # type: ignore[no-untyped-def]
+def train(  # type: ignore[no-untyped-def]
+    cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every: int = 50, after_step=None, progress=None, teacher=None, distill: float = 1.0
+):
     """Train (or fine-tune) a shapes model; returns the model in eval mode.
 
     ``after_step()`` runs after every optimizer step (e.g. re-applying 2:4 masks);
-    ``progress(done, total)`` after every step.
+    ``progress(done, total)`` after every step; ``teacher``: a model whose outputs the
+    student also learns (``distill`` x :func:`distillation_loss`), e.g. the unpruned model.
     """
     torch = require("torch")
     torch.manual_seed(cfg.seed)
@@ -236,10 +265,17 @@ def train(cfg: TrainConfig, model=None, pool: ScenePool | None = None, log_every
         idx = rng.integers(0, len(pool.images), cfg.batch)
         flip = rng.random(cfg.batch) < 0.5
         x, gt_boxes, gt_cls, gt_valid, sem = _batch(pool, idx, flip, torch)
+        out = model.forward_raw(x) if cfg.task == "detect" else model(x)
         if cfg.task == "detect":
-            loss, parts = detection_loss(model, x, gt_boxes, gt_cls, gt_valid)
+            loss, parts = detection_loss(model, x, gt_boxes, gt_cls, gt_valid, raw=out)
         else:
-            loss, parts = segmentation_loss(model(x), sem)
+            loss, parts = segmentation_loss(out, sem)
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_out = teacher.forward_raw(x) if cfg.task == "detect" else teacher(x)
+            kd = distillation_loss(out, teacher_out, cfg.task)
+            loss = loss + distill * kd
+            parts = {**parts, "kd": kd.item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

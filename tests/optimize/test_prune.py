@@ -138,3 +138,20 @@ def test_2_4_survives_onnx_export(det: tuple, tmp_path: Path) -> None:
     report = onnx_2_4_report(onnx.load(str(path)))
     assert report["conv_2_4"] > 40 and report["conv_dense"] <= 8  # the dense ones are the protected heads
     assert np.isfinite(report["conv_2_4"])
+
+
+def test_distillation_pulls_the_student_to_the_teacher() -> None:
+    from edgecv.zoo.training import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    strides = torch.full((50, 1), 8.0)
+    teacher = (torch.rand(2, 50, 4, generator=g) * 40, torch.randn(2, 50, 3, generator=g) * 3, None, strides)
+    same = tuple(t.clone().requires_grad_(True) if t is not None and t is not strides else t for t in teacher)
+    loss = distillation_loss(same, teacher, "detect")
+    loss.backward()
+    assert same[1].grad.abs().max() < 1e-6 and same[0].grad.abs().max() < 1.0  # a minimum in the logits (L1 has no gradient of 0)
+    off = (teacher[0] + 8, teacher[1] - 2, None, strides)
+    assert distillation_loss(off, teacher, "detect") > loss + 0.5
+    logits = torch.randn(2, 5, 8, 8, generator=g)
+    assert float(distillation_loss(logits, logits, "segment")) == pytest.approx(0.0, abs=1e-7)
+    assert float(distillation_loss(logits.flip(1), logits, "segment")) > 0.01
