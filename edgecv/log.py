@@ -27,33 +27,21 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     logging.getLogger("edgecv").setLevel(level)
 
 
-@contextmanager
-def progress_bar(description: str, total: int | None = None, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A Rich progress bar driven by the library's ``progress(done, total)`` callbacks."""
-    if quiet:
-        yield lambda done, total: None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
+ProgressFn = Callable[[int, int], None]
+# ``stages(description, total) -> progress``: one bar per step of a multi-step job (calibrate, prune, build-engine)
+StageFn = Callable[[str, int | None], ProgressFn]
 
-        def update(done: int, total_now: int) -> None:
-            bar.update(task, completed=done, total=total_now)
 
-        yield update
+def no_stages(description: str, total: int | None) -> ProgressFn:
+    """A :data:`StageFn` that shows nothing (library calls without a progress display)."""
+    return lambda done, total_now: None
 
 
 @contextmanager
-def stage_progress(quiet: bool = False) -> Iterator[Callable[[str, int | None], Callable[[int, int], None]]]:
+def stage_progress(quiet: bool = False) -> Iterator[StageFn]:
     """One Rich progress display for a multi-step job: ``start(description, total)`` adds a bar and returns its updater."""
     if quiet:
-        yield lambda description, total: (lambda done, total_now: None)
+        yield no_stages
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -73,3 +61,10 @@ def stage_progress(quiet: bool = False) -> Iterator[Callable[[str, int | None], 
             return update
 
         yield start
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar driven by the library's ``progress(done, total)`` callbacks."""
+    with stage_progress(quiet) as start:
+        yield start(description, total)

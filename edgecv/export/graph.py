@@ -67,6 +67,18 @@ def tensor_names(graph: Any) -> set[str]:
     return names
 
 
+def name_nodes(graph: Any) -> None:
+    """Give unnamed nodes unique names (graph edits such as FP16 and Q/DQ exclusions work by node name)."""
+    taken = {n.name for n in graph.node}
+    for i, node in enumerate(graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+
+
 def toposort(graph: Any) -> None:
     """Sort ``graph.node`` so every node follows its producers (the converter appends its Casts).
 

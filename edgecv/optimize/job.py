@@ -22,15 +22,11 @@ from typing import Any
 from edgecv._optional import require
 from edgecv.artifact import atomic_write_bytes
 from edgecv.errors import ConfigError
+from edgecv.log import StageFn, no_stages
 
 log = logging.getLogger(__name__)
 
-StageFn = Callable[[str, int | None], Callable[[int, int], None]]
 SPARSITY = ("2:4",)
-
-
-def _no_stage(description: str, total: int | None) -> Callable[[int, int], None]:
-    return lambda done, total_now: None
 
 
 @dataclass(frozen=True)
@@ -245,7 +241,7 @@ def run_prune(
     from edgecv.zoo.checkpoint import load_checkpoint
     from edgecv.zoo.registry import get_architecture
 
-    stages = stages or _no_stage
+    stages = stages or no_stages
     seconds: dict[str, float] = {}
     path = resolve_source(source)
     output = Path(output) if output is not None else default_output(source, path)

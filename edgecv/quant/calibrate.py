@@ -11,24 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgecv.artifact import ModelMeta, atomic_write_bytes
 from edgecv.errors import ConfigError
+from edgecv.log import StageFn, no_stages
 from edgecv.quant import calib_data, qdq
 from edgecv.quant.ranges import DEFAULT_PERCENTILE, METHODS, TensorStats
 
 log = logging.getLogger(__name__)
 
-StageFn = Callable[[str, int | None], Callable[[int, int], None]]
 TARGET_CHOICES = ("tensorrt", "cpu", "both")
-
-
-def _no_stage(description: str, total: int | None) -> Callable[[int, int], None]:
-    return lambda done, total_now: None
 
 
 @dataclass(frozen=True)
@@ -183,7 +178,7 @@ def calibrate(
     from edgecv.quant.collect import collect_stats
     from edgecv.quant.gate import HeldOut, ModelBuilder, run_gate
 
-    stages = stages or _no_stage
+    stages = stages or no_stages
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     model_path = Path(model_path)

@@ -39,7 +39,7 @@ from typing import Any
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ConfigError, ExportError
-from edgecv.export.graph import toposort
+from edgecv.export.graph import name_nodes, toposort
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def convert_fp16(
     _check_op_names(onnx, keep_fp32_ops)
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    _name_nodes(work.graph)
+    name_nodes(work.graph)
     op_block = sorted(set(keep_fp32_ops) | set(float16.DEFAULT_OP_BLOCK_LIST))
     tail = tail_nodes(work) if keep_tail else []
     kept_names = set(tail) | {n.name for n in work.graph.node if n.op_type in op_block}
@@ -168,18 +168,6 @@ def _check_op_names(onnx: Any, ops: Sequence[str]) -> None:
                 f"unknown ONNX operator {op!r} in keep_fp32_ops",
                 hint=f"did you mean {close[0]!r}?" if close else "use ONNX op type names, e.g. Softmax, ReduceMean",
             )
-
-
-def _name_nodes(graph: Any) -> None:
-    """Give unnamed nodes unique names (the converter's node_block_list works by name)."""
-    taken = {n.name for n in graph.node}
-    for i, node in enumerate(graph.node):
-        if not node.name:
-            name = f"{node.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            node.name = name
-            taken.add(name)
 
 
 def _cast_to(node: Any) -> int | None:

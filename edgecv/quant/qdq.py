@@ -78,23 +78,14 @@ def check_float_model(model: Any, precision: str) -> None:
         )
 
 
-def _name_nodes(graph: Any) -> None:
-    taken = {n.name for n in graph.node}
-    for i, node in enumerate(graph.node):
-        if not node.name:
-            name = f"{node.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            node.name = name
-            taken.add(name)
-
-
 def prepare(model: Any) -> Any:
     """A copy with named nodes and inferred value infos: what statistics and placement need."""
     onnx = require("onnx")
+    from edgecv.export.graph import name_nodes
+
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    _name_nodes(work.graph)
+    name_nodes(work.graph)
     return onnx.shape_inference.infer_shapes(work)
 
 
