@@ -38,6 +38,22 @@ class CalibImage:
     def load(self) -> np.ndarray:
         return self.loader()
 
+    def try_load(self, skipped: list[str] | None = None, *, what: str = "image", quiet: bool = False) -> np.ndarray | None:
+        """The decoded frame, or None when it is unreadable (logged unless ``quiet``, and named in ``skipped``)."""
+        try:
+            frame = self.load()
+        except DatasetError as exc:
+            reason = exc.message
+        else:
+            if frame is not None:
+                return frame
+            reason = f"{self.name} is not a readable image"
+        if not quiet:
+            log.warning("skipped %s %s: %s", what, self.name, reason)
+        if skipped is not None:
+            skipped.append(self.name)
+        return None
+
 
 @dataclass
 class ImageSet:
@@ -180,14 +196,8 @@ def tensors(images: list[CalibImage], meta: ModelMeta, skipped: list[str] | None
     from edgecv.vision.letterbox import preprocess
 
     for image in images:
-        try:
-            frame = image.load()
-            if frame is None:
-                raise DatasetError(f"{image.name} is not a readable image")
-        except DatasetError as exc:
-            log.warning("skipped %s: %s", image.name, exc.message)
-            if skipped is not None:
-                skipped.append(image.name)
+        frame = image.try_load(skipped)
+        if frame is None:
             continue
         tensor, _ = preprocess(frame, meta)
         yield tensor

@@ -360,14 +360,8 @@ def _latency(model: Path, outputs: list[Path], images: calib_data.ImageSet, opti
     """FP32 and each INT8 graph, interleaved in one run (``edgecv bench``'s code)."""
     from edgecv.bench.latency import BenchConfig, benchmark
 
-    frames = []
-    for image in (images.holdout or images.calibration)[:16]:
-        try:
-            frame = image.load()
-        except Exception:  # unreadable images were already reported
-            continue
-        if frame is not None:
-            frames.append(frame)
+    loaded = (image.try_load(quiet=True) for image in (images.holdout or images.calibration)[:16])  # already reported
+    frames = [frame for frame in loaded if frame is not None]
     if not frames:
         return []
     h, w = frames[0].shape[:2]

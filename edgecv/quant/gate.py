@@ -101,13 +101,8 @@ class HeldOut:
     def _prepare(self, images: Sequence[CalibImage], model: Any) -> list[_Image]:
         prepared = []
         for image in images:
-            try:
-                frame = image.load()
-                if frame is None:
-                    raise DatasetError(f"{image.name} is not a readable image")
-            except DatasetError as exc:
-                log.warning("skipped held-out image %s: %s", image.name, exc.message)
-                self.skipped.append(image.name)
+            frame = image.try_load(self.skipped, what="held-out image")
+            if frame is None:
                 continue
             feeds, transform = model.preprocess(frame)
             if self.labelled:
