@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -10,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgecv.artifact import ModelMeta
-from edgecv.errors import EngineError
+from edgecv.errors import ConfigError, EngineError
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,17 @@ class TensorSpec:
     def describe(self) -> str:
         dims = ", ".join("?" if d == -1 else str(d) for d in self.shape)
         return f"{self.name} ({dims}) {np.dtype(self.dtype).name}"
+
+
+def override_meta(meta: ModelMeta, task: str | None, names: Sequence[str] | None, source: str) -> ModelMeta:
+    """Apply ``--task`` / ``--names`` to a model's own metadata (``source``: where it came from, for messages)."""
+    if task and task != meta.task:
+        raise ConfigError(f"--task {task} conflicts with {source} (task {meta.task})")
+    if names is not None:
+        if len(names) != meta.num_classes:
+            raise ConfigError(f"{len(names)} names given but the model has {meta.num_classes} classes")
+        meta = meta.replace(names=tuple(names))
+    return meta
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.artifact import ModelMeta, infer_meta
-from edgecv.engine.base import BaseEngine, TensorSpec
+from edgecv.engine.base import BaseEngine, TensorSpec, override_meta
 from edgecv.errors import ArtifactError, ConfigError, EngineError
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,7 @@ class OnnxRuntimeEngine(BaseEngine):
             )
             log.info("%s has no edgecv metadata; recognised a %s model (%s)", path.name, meta.task, meta.output_format)
         else:
-            if task and task != meta.task:
-                raise ConfigError(f"--task {task} conflicts with the model's metadata (task {meta.task})")
-            if names is not None:
-                if len(names) != meta.num_classes:
-                    raise ConfigError(f"{len(names)} names given but the model has {meta.num_classes} classes")
-                meta = meta.replace(names=tuple(names))
+            meta = override_meta(meta, task, names, "the model's metadata")
         super().__init__(path, meta, inputs, outputs)
         self.providers = self.session.get_providers()
         self._output_names = [o.name for o in outputs]

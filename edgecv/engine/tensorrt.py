@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.engine.base import BaseEngine, TensorSpec
-from edgecv.errors import ConfigError, EngineError
+from edgecv.engine.base import BaseEngine, TensorSpec, override_meta
+from edgecv.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,7 @@ class TensorRTEngine(BaseEngine):
         meta, info = read_sidecar(path)
         trt_compat.check_cuda(cudart, cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
         check_compatible(info, current_environment(trt, cudart, device), path)  # before deserializing
-        if task and task != meta.task:
-            raise ConfigError(f"--task {task} conflicts with the engine manifest (task {meta.task})")
-        if names is not None:
-            if len(names) != meta.num_classes:
-                raise ConfigError(f"{len(names)} names given but the model has {meta.num_classes} classes")
-            meta = meta.replace(names=tuple(names))
+        meta = override_meta(meta, task, names, "the engine manifest")
         self._trt, self._cudart = trt, cudart
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
