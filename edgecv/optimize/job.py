@@ -280,7 +280,7 @@ def run_prune(
         if options.sparsity == "2:4":
             masks = apply_2_4(pruned, ignore=options.ignore, example_input=example)
             log.info("2:4 sparsity on %d layers", len(masks))
-        structure = structure_of(pruned, c2f_split=_has_split(pruned))
+        structure = structure_of(pruned)
         params, macs = params_and_macs(pruned, example)
         after_prune = Stage("pruned" + (" + 2:4" if masks else ""), ratio, params, macs)
         result_stages = [original, after_prune]
@@ -324,12 +324,6 @@ def run_prune(
     return report
 
 
-def _has_split(model: Any) -> bool:
-    from edgecv.optimize.structure import _c2f_split_class
-
-    return any(isinstance(m, _c2f_split_class()) for m in model.modules())
-
-
 def _taylor_loss(arch: Any, options: PruneOptions) -> Callable[[Any], Any]:
     if not arch.name.startswith("shapes-"):
         raise ConfigError("--importance taylor needs a loss; the CLI has one for the shipped architectures", hint="use l2, or the Python API with loss_fn")
@@ -355,7 +349,7 @@ def _search_ratio(
     for i in range(1, steps + 1):
         ratio = round(i * options.step, 6)
         candidate = prune(copy.deepcopy(model), example, ratio=ratio, **prune_kwargs)
-        checkpoint = bench.save(candidate, bench.root / f"step{i}.pt", structure_of(candidate, c2f_split=_has_split(candidate)))
+        checkpoint = bench.save(candidate, bench.root / f"step{i}.pt", structure_of(candidate))
         onnx_path = bench.export(checkpoint, exporter="torchscript")
         (_, _, _), (infer, e2e, speedup) = bench.latency([reference, onnx_path], f"ratio {ratio:.2f}")
         params, macs = params_and_macs(candidate, example)

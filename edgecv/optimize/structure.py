@@ -81,14 +81,19 @@ def split_c2f(model: Any) -> int:
     return count
 
 
-def structure_of(model: Any, *, c2f_split: bool) -> dict[str, Any]:
+def has_split_c2f(model: Any) -> bool:
+    """True when ``model`` holds C2f blocks in their split form (:func:`split_c2f`)."""
+    return any(isinstance(m, _c2f_split_class()) for m in model.modules())
+
+
+def structure_of(model: Any) -> dict[str, Any]:
     """The channel attributes of every resizable layer of ``model`` (plain ints, JSON- and weights_only-safe)."""
     layers = {}
     for name, module in model.named_modules():
         attrs = _ATTRS.get(type(module).__name__)
         if attrs and name:
             layers[name] = {"type": type(module).__name__, **{a: int(getattr(module, a)) for a in attrs}}
-    return {"format": STRUCTURE_FORMAT, "c2f_split": c2f_split, "layers": layers}
+    return {"format": STRUCTURE_FORMAT, "c2f_split": has_split_c2f(model), "layers": layers}
 
 
 def apply_structure(model: Any, structure: dict[str, Any]) -> Any:

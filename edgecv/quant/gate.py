@@ -249,7 +249,7 @@ def run_gate(
     start = time.perf_counter()
     labels = list(layers)
     everything = [n for names in layers.values() for n in names]
-    reference = held.raw_outputs(build(everything), sensitivity_images)  # all float: the FP32 outputs
+    reference = held.raw_outputs(held.reference, sensitivity_images)  # the FP32 model's outputs
     errors: dict[str, float] = {}
     for done, label in enumerate(labels, 1):
         mine = set(layers[label])

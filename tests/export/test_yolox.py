@@ -9,7 +9,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from tiny_models import constant_yolo  # noqa: E402
 
 import edgecv  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
@@ -18,21 +18,6 @@ from edgecv.vision.decode import yolox_to_yolov8  # noqa: E402
 from edgecv.vision.letterbox import letterbox  # noqa: E402
 
 SIZE = 64  # grids 8x8 + 4x4 + 2x2 = 84 anchors
-
-
-def _yolox_onnx(path: Path, raw: np.ndarray) -> Path:
-    """An ONNX whose output is always ``raw`` (1, 84, 5 + nc), plus the mean input (so the input matters to the test)."""
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, list(raw.shape))
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
-        helper.make_node("Mul", ["m", "zero"], ["z"]),
-        helper.make_node("Add", ["raw", "z"], ["output"]),
-    ]
-    inits = [numpy_helper.from_array(raw.astype(np.float32), "raw"), numpy_helper.from_array(np.float32(0), "zero")]
-    model = helper.make_model(helper.make_graph(nodes, "yolox", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, str(path))
-    return path
 
 
 def _raw() -> np.ndarray:
@@ -61,7 +46,7 @@ def test_top_left_letterbox() -> None:
 
 
 def test_adopted_yolox_detects_in_original_pixels(tmp_path: Path) -> None:
-    source = _yolox_onnx(tmp_path / "yolox_s.onnx", _raw())
+    source = constant_yolo(tmp_path / "yolox_s.onnx", _raw(), size=SIZE)  # a constant (1, 84, 5 + nc) output: a YOLOX raw grid
     report = adopt_onnx(source, tmp_path / "yolox.edgecv.onnx", names=["a", "b"], layout="yolox")
     assert report.meta.output_format == "yolox" and report.meta.color == "BGR" and report.meta.pad_align == "top-left"
     with edgecv.load(report.path, conf=0.5) as model:

@@ -53,7 +53,7 @@ def test_pruned_checkpoint_rebuilds_with_weights_only(det: tuple, tmp_path: Path
     assert p_params < 0.6 * params and p_macs < 0.6 * macs
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.out_channels % 8 == 0 or c.out_channels == 4 for c in convs)  # rounded; heads keep 4 / nc
-    path = save_checkpoint(model, tmp_path / "p.pt", arch=info["arch"], names=tuple(info["names"]), width=info["width"], structure=structure_of(model, c2f_split=True))
+    path = save_checkpoint(model, tmp_path / "p.pt", arch=info["arch"], names=tuple(info["names"]), width=info["width"], structure=structure_of(model))
     raw = torch.load(path, weights_only=True)  # nothing pickled but containers and tensors
     assert raw["structure"]["layers"]["stem.0.conv"]["out_channels"] == model.stem[0].conv.out_channels
     again, _ = load_checkpoint(path)
