@@ -11,7 +11,6 @@ import ctypes
 import shutil
 import threading
 import types
-from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -20,68 +19,11 @@ import pytest
 pytest.importorskip("onnx")
 
 import fake_trt  # noqa: E402
+from fake_trt import FakeCudart  # noqa: E402
 
 from edgecv.engine.builder import build_engine  # noqa: E402
 from edgecv.engine.tensorrt import TensorRTEngine  # noqa: E402
 from edgecv.errors import EngineError  # noqa: E402
-
-
-class FakeCudart:
-    cudaMemcpyKind = IntEnum("cudaMemcpyKind", ["cudaMemcpyHostToHost", "cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost"], start=0)  # noqa: N815
-
-    def __init__(self, cc: tuple[int, int] = (8, 7)) -> None:
-        self.blocks: dict[int, ctypes.Array] = {}
-        self.cc = cc
-        self.streams = 0
-
-    def _alloc(self, size: int) -> tuple[int, int]:
-        block = (ctypes.c_byte * size)()
-        self.blocks[ctypes.addressof(block)] = block
-        return 0, ctypes.addressof(block)
-
-    cudaMalloc = cudaMallocHost = _alloc  # noqa: N815
-
-    def cudaFree(self, ptr: int) -> tuple[int]:  # noqa: N802
-        del self.blocks[ptr]
-        return (0,)
-
-    cudaFreeHost = cudaFree  # noqa: N815
-
-    def cudaMemcpyAsync(self, dst: int, src: int, size: int, kind: int, stream: int) -> tuple[int]:  # noqa: N802
-        ctypes.memmove(dst, src, size)
-        return (0,)
-
-    def cudaStreamCreate(self) -> tuple[int, int]:  # noqa: N802
-        self.streams += 1
-        return 0, self.streams
-
-    def cudaStreamSynchronize(self, stream: int) -> tuple[int]:  # noqa: N802
-        return (0,)
-
-    def cudaStreamDestroy(self, stream: int) -> tuple[int]:  # noqa: N802
-        return (0,)
-
-    def cudaSetDevice(self, device: int) -> tuple[int]:  # noqa: N802
-        return (0,)
-
-    def cudaGetDeviceProperties(self, device: int) -> tuple[int, object]:  # noqa: N802
-        return 0, types.SimpleNamespace(name=b"Orin", major=self.cc[0], minor=self.cc[1])
-
-    def cudaRuntimeGetVersion(self) -> tuple[int, int]:  # noqa: N802
-        return 0, 12060
-
-    def cudaEventCreate(self) -> tuple[int, int]:  # noqa: N802
-        self.events = getattr(self, "events", 0) + 1
-        return 0, self.events
-
-    def cudaEventRecord(self, event: int, stream: int) -> tuple[int]:  # noqa: N802
-        return (0,)
-
-    def cudaEventElapsedTime(self, start: int, end: int) -> tuple[int, float]:  # noqa: N802
-        return 0, 1.25
-
-    def cudaEventDestroy(self, event: int) -> tuple[int]:  # noqa: N802
-        return (0,)
 
 
 def _with_runtime(trt: object, deserialized: list) -> object:

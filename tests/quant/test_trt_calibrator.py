@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
+import fake_trt
 import numpy as np
 import pytest
+from fake_trt import FakeCudart
 
 from edgecv.errors import ArtifactError, DatasetError, EngineError
 from edgecv.quant.trt_cache import format_cache, read_cache
@@ -30,68 +31,32 @@ def test_batches_refuse_mixed_shapes() -> None:
         list(CalibrationBatches([np.zeros((1, 3, 4, 5), np.float32), np.zeros((1, 3, 4, 6), np.float32)], 1, (3, 4, 5)))
 
 
-class _FakeCudart:
-    """Device memory as a dict of bytearrays; the API shape of cuda-python's runtime."""
-
-    class cudaMemcpyKind:  # noqa: N801
-        cudaMemcpyHostToDevice = 1  # noqa: N815
-
-    def __init__(self) -> None:
-        self.memory: dict[int, bytearray] = {}
-
-    def cudaMalloc(self, size: int) -> tuple[int, int]:  # noqa: N802
-        ptr = 0x1000 * (len(self.memory) + 1)
-        self.memory[ptr] = bytearray(size)
-        return 0, ptr
-
-    def cudaMemcpy(self, dst: int, src: int, size: int, kind: int) -> tuple[int]:  # noqa: N802
-        import ctypes
-
-        self.memory[dst][:size] = ctypes.string_at(src, size)
-        return (0,)
-
-    def cudaFree(self, ptr: int) -> tuple[int]:  # noqa: N802
-        del self.memory[ptr]
-        return (0,)
-
-
-def _fake_trt(version: str) -> types.SimpleNamespace:
-    class IInt8EntropyCalibrator2:
-        def __init__(self) -> None:
-            pass
-
-    trt = types.SimpleNamespace(__version__=version)
-    if not version.startswith("11"):
-        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
-    return trt
-
-
 def test_calibrator_copies_batches_and_uses_the_cache(tmp_path: Path) -> None:
-    cudart = _FakeCudart()
+    cudart = FakeCudart()
     cache = tmp_path / "m.calib"
-    calibrator = make_entropy_calibrator(CalibrationBatches(_inputs(4), 2, (3, 4, 5)), cache, trt=_fake_trt("10.3.0"), cudart=cudart)
+    calibrator = make_entropy_calibrator(CalibrationBatches(_inputs(4), 2, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart)
     assert calibrator.get_batch_size() == 2 and calibrator.read_calibration_cache() is None
     (ptr,) = calibrator.get_batch(["images"])
-    assert np.frombuffer(bytes(cudart.memory[ptr]), np.float32).reshape(2, 3, 4, 5)[1, 0, 0, 0] == 1
+    assert np.frombuffer(bytes(cudart.blocks[ptr]), np.float32).reshape(2, 3, 4, 5)[1, 0, 0, 0] == 1
     calibrator.get_batch(["images"])
     assert calibrator.get_batch(["images"]) is None and calibrator.batches_done == 2
     calibrator.write_calibration_cache(memoryview(format_cache({"images": 1.0}).encode()))
     assert read_cache(cache).scales == pytest.approx({"images": 1 / 127})
     assert calibrator.read_calibration_cache() == cache.read_bytes()
-    other_model = make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=_fake_trt("10.3.0"), cudart=cudart)
+    other_model = make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=fake_trt.make("10.3.0"), cudart=cudart)
     with pytest.raises(ArtifactError, match=r"not in the model \(e.g. 'images'\)"):
         other_model.read_calibration_cache()
     calibrator.free()
     other_model.free()
-    assert not cudart.memory
+    assert not cudart.blocks
     cache.write_text("garbage")
     with pytest.raises(Exception, match="not a TensorRT calibration cache"):
-        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, trt=_fake_trt("10.3.0"), cudart=cudart).read_calibration_cache()
+        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart).read_calibration_cache()
 
 
 def test_tensorrt_11_has_no_implicit_calibration(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="removed in TensorRT 11"):
-        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), tmp_path / "c", trt=_fake_trt("11.1.0"), cudart=_FakeCudart())
+        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), tmp_path / "c", trt=fake_trt.make("11.1.0"), cudart=FakeCudart())
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""A stand-in for the few TensorRT Python objects edgecv's builder and backend touch.
+"""Stand-ins for the few TensorRT Python objects edgecv's builder and backend touch, and for cuda-python's runtime.
 
 Attribute names follow NVIDIA's Python API reference: TensorRT 10.x
 (docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api) and the 10.x -> 11.x
@@ -10,6 +10,7 @@ AttributeError and fails the test.
 
 from __future__ import annotations
 
+import ctypes
 import types
 from enum import IntEnum
 from typing import Any
@@ -203,3 +204,67 @@ def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int,
 
         module.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     return module
+
+
+class FakeCudart:
+    """cuda-python's runtime API over real host memory: "device" pointers are addresses of ctypes buffers."""
+
+    cudaMemcpyKind = IntEnum("cudaMemcpyKind", ["cudaMemcpyHostToHost", "cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost"], start=0)  # noqa: N815
+
+    def __init__(self, cc: tuple[int, int] = (8, 7)) -> None:
+        self.blocks: dict[int, ctypes.Array] = {}
+        self.cc = cc
+        self.streams = 0
+
+    def _alloc(self, size: int) -> tuple[int, int]:
+        block = (ctypes.c_byte * size)()
+        self.blocks[ctypes.addressof(block)] = block
+        return 0, ctypes.addressof(block)
+
+    cudaMalloc = cudaMallocHost = _alloc  # noqa: N815
+
+    def cudaFree(self, ptr: int) -> tuple[int]:  # noqa: N802
+        del self.blocks[ptr]
+        return (0,)
+
+    cudaFreeHost = cudaFree  # noqa: N815
+
+    def cudaMemcpyAsync(self, dst: int, src: int, size: int, kind: int, stream: int) -> tuple[int]:  # noqa: N802
+        ctypes.memmove(dst, src, size)
+        return (0,)
+
+    def cudaMemcpy(self, dst: int, src: int, size: int, kind: int) -> tuple[int]:  # noqa: N802
+        ctypes.memmove(dst, src, size)
+        return (0,)
+
+    def cudaStreamCreate(self) -> tuple[int, int]:  # noqa: N802
+        self.streams += 1
+        return 0, self.streams
+
+    def cudaStreamSynchronize(self, stream: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaStreamDestroy(self, stream: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaSetDevice(self, device: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaGetDeviceProperties(self, device: int) -> tuple[int, object]:  # noqa: N802
+        return 0, types.SimpleNamespace(name=b"Orin", major=self.cc[0], minor=self.cc[1])
+
+    def cudaRuntimeGetVersion(self) -> tuple[int, int]:  # noqa: N802
+        return 0, 12060
+
+    def cudaEventCreate(self) -> tuple[int, int]:  # noqa: N802
+        self.events = getattr(self, "events", 0) + 1
+        return 0, self.events
+
+    def cudaEventRecord(self, event: int, stream: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaEventElapsedTime(self, start: int, end: int) -> tuple[int, float]:  # noqa: N802
+        return 0, 1.25
+
+    def cudaEventDestroy(self, event: int) -> tuple[int]:  # noqa: N802
+        return (0,)
