@@ -15,7 +15,7 @@ from edgecv.vision.letterbox import letterbox
 from edgecv.vision.masks import decode_yolov8_seg
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from tiny_models import constant_outputs  # noqa: E402
 
 SIZE = 64  # model input; protos are SIZE / 4
 NC = 2
@@ -59,32 +59,9 @@ def _expected_masks() -> np.ndarray:
 def _constant_seg_onnx(
     path: Path, out: np.ndarray, protos: np.ndarray, *, protos_first: bool = False, props: dict[str, str] | None = None
 ) -> Path:
-    """A graph that ignores its input (ReduceMean(images) * 0 + constant): a foreign YOLOv8-seg ONNX."""
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
-    outputs = [
-        helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(out.shape)),
-        helper.make_tensor_value_info("output1", TensorProto.FLOAT, list(protos.shape)),
-    ]
-    if protos_first:
-        outputs.reverse()
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
-        helper.make_node("Mul", ["m", "zero"], ["z"]),
-        helper.make_node("Add", ["raw0", "z"], ["output0"]),
-        helper.make_node("Add", ["raw1", "z"], ["output1"]),
-    ]
-    inits = [
-        numpy_helper.from_array(out, "raw0"),
-        numpy_helper.from_array(protos, "raw1"),
-        numpy_helper.from_array(np.float32(0), "zero"),
-    ]
-    graph = helper.make_graph(nodes, "constant_yolov8_seg", [x], outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    for key, value in (props or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
+    """A graph that ignores its input and returns constant outputs: a foreign YOLOv8-seg ONNX."""
+    outputs = [("output0", out), ("output1", protos)]
+    return constant_outputs(path, outputs[::-1] if protos_first else outputs, SIZE, props)
 
 
 @pytest.mark.parametrize("protos_first", [False, True], ids=["output0-first", "protos-first"])
