@@ -15,6 +15,7 @@ thread and feed it the newest frame (what ``edgecv run`` does).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,10 @@ class Model:
         self._input_name = engine.inputs[0].name
         # On TensorRT the frame is letterboxed and normalized by one CUDA kernel (edgecv.cuda.preprocess)
         # when numba is installed; set False to preprocess on the CPU (e.g. to batch frames on the host).
+        # The kernel runs on the calling thread's engine stream, so preprocess and infer of a frame
+        # belong on the same thread (edgecv run does both on its inference thread).
         self.gpu_preprocess = engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and _has_numba_cuda()
+        self._local = threading.local()
 
     @property
     def task(self) -> str:
@@ -57,17 +61,37 @@ class Model:
     def preprocess(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], LetterboxTransform]:
         """BGR uint8 (H, W, 3) -> model feeds and the letterbox transform (feeds stay on the GPU with ``gpu_preprocess``)."""
         if self.gpu_preprocess:
-            from edgecv.cuda.preprocess import preprocess_cuda
-
-            tensor, transform = preprocess_cuda(frame, self.meta)
+            tensor, transform = self._gpu_preprocessor()(frame)
             return {self._input_name: tensor}, transform
         tensor, transform = preprocess(frame, self.meta)
         return {self._input_name: tensor}, transform
 
+    def _gpu_preprocessor(self) -> Any:
+        """The calling thread's :class:`~edgecv.cuda.preprocess.GpuPreprocessor`, on its engine stream."""
+        pre = getattr(self._local, "gpu_pre", None)
+        if pre is None:
+            from edgecv.cuda.preprocess import GpuPreprocessor
+
+            pre = self._local.gpu_pre = GpuPreprocessor(self.meta, stream=self.engine.stream)  # type: ignore[attr-defined]
+        return pre
+
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if any(hasattr(v, "__cuda_array_interface__") for v in feeds.values()):
+        if any(hasattr(v, "__cuda_array_interface__") or hasattr(v, "copy_to_host") for v in feeds.values()):
             return self.engine.infer_on_device(feeds)  # type: ignore[attr-defined]
         return self.engine.infer(feeds)
+
+    def stage_ms(self, pre_ms: float, infer_ms: float) -> tuple[float, float]:
+        """The calling thread's last ``(pre, infer)`` wall times with the GPU preprocessing counted in ``pre``.
+
+        The kernel (and upload) run asynchronously on the engine's stream: their GPU time is
+        spent while ``infer`` waits for that stream. It is measured with CUDA events and moved
+        from ``infer`` to ``pre``; the sum is unchanged. Without GPU preprocessing the times are returned as given.
+        """
+        gpu = self._gpu_preprocessor().gpu_ms if self.gpu_preprocess and hasattr(self._local, "gpu_pre") else None
+        if gpu is None:
+            return pre_ms, infer_ms
+        moved = min(gpu, infer_ms)
+        return pre_ms + moved, infer_ms - moved
 
     def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Result:
         raise NotImplementedError

@@ -570,6 +570,7 @@ def run(
     task: Annotated[str | None, typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay the network as one CUDA graph (static shapes).", rich_help_panel="Model")] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
@@ -589,9 +590,15 @@ def run(
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
     if stats_json and not stats_json.parent.is_dir():
         raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
-    loaded = edgecv.load(
-        _default_model(model), conf=conf, iou=iou, classes=_int_list(classes, "--classes"), task=task, names=_names(names), threads=threads
-    )
+    path = _default_model(model)
+    options: dict[str, Any] = {"threads": threads}
+    if cuda_graph:
+        from edgecv.engine.registry import backend_for
+
+        if backend_for(Path(path)) != "tensorrt":
+            raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
+        options["cuda_graph"] = True
+    loaded = edgecv.load(path, conf=conf, iou=iou, classes=_int_list(classes, "--classes"), task=task, names=_names(names), **options)
     src = None
     sinks: list[Any] = []
     try:
@@ -646,6 +653,10 @@ def _print_summary(summary: Any, model: Any) -> None:
     for name, mean, p50, p99 in summary.stage_rows():
         table.add_row(name, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}")
     out.print(table)
+    if model.engine.backend == "tensorrt":
+        gpu = ["preprocessing: " + ("CUDA kernel (pre = its GPU time + launch)" if getattr(model, "gpu_preprocess", False) else "CPU")]
+        gpu.append("CUDA graph: " + ("on" if getattr(model.engine, "cuda_graph", False) else "off"))
+        out.print("  " + ", ".join(gpu), highlight=False)
     d = summary.to_dict()
     extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
     if extras:
@@ -663,6 +674,7 @@ def bench(
     warmup_s: Annotated[float | None, typer.Option("--warmup-s", help="Warm up for this many seconds per model instead.", rich_help_panel="Measurement")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,8 (dynamic-batch models).", rich_help_panel="Measurement")] = "1",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Measurement")] = None,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT engines replay the network as one CUDA graph.", rich_help_panel="Measurement")] = False,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Frames from a video, image or folder (default: synthetic 640x480 scenes).", rich_help_panel="Measurement")] = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset for accuracy columns (mAP / mIoU).", rich_help_panel="Accuracy")] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate accuracy on the first N images only.", rich_help_panel="Accuracy")] = None,
@@ -689,7 +701,8 @@ def bench(
     if loop and (source is None or not Path(source).is_file()):
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
-        warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(_int_list(batch, "--batch") or [1]), threads=threads
+        warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(_int_list(batch, "--batch") or [1]), threads=threads,
+        cuda_graph=cuda_graph,
     )
     frames = frames_from(source) if source else synthetic_frames()
     environment = collect_environment()

@@ -207,14 +207,71 @@ def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int,
 
 
 class FakeCudart:
-    """cuda-python's runtime API over real host memory: "device" pointers are addresses of ctypes buffers."""
+    """cuda-python's runtime API over real host memory: "device" pointers are addresses of ctypes buffers.
+
+    Stream capture: between ``cudaStreamBeginCapture`` and ``cudaStreamEndCapture`` work
+    handed to :meth:`capture` (the fake TensorRT context does) is recorded instead of run,
+    and ``cudaGraphLaunch`` replays it; ``fail_capture`` makes the capture fail as TensorRT
+    engines with data-dependent shapes do.
+    """
 
     cudaMemcpyKind = IntEnum("cudaMemcpyKind", ["cudaMemcpyHostToHost", "cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost"], start=0)  # noqa: N815
+    cudaStreamCaptureMode = IntEnum(  # noqa: N815
+        "cudaStreamCaptureMode", ["cudaStreamCaptureModeGlobal", "cudaStreamCaptureModeThreadLocal", "cudaStreamCaptureModeRelaxed"], start=0
+    )
+    cudaError_t = IntEnum("cudaError_t", {"cudaSuccess": 0, "cudaErrorStreamCaptureUnsupported": 900})  # noqa: N815
 
-    def __init__(self, cc: tuple[int, int] = (8, 7)) -> None:
+    def __init__(self, cc: tuple[int, int] = (8, 7), *, fail_capture: bool = False) -> None:
         self.blocks: dict[int, ctypes.Array] = {}
         self.cc = cc
         self.streams = 0
+        self.fail_capture = fail_capture
+        self.captures: dict[int, list] = {}
+        self.graphs: dict[int, list] = {}
+        self.graph_launches = 0
+        self.copies_2d: list[tuple[int, int, int, int]] = []  # (dpitch, spitch, width, height)
+
+    def capture(self, stream: int, work: Any) -> bool:
+        """Record ``work`` when ``stream`` is capturing (and say so); False: run it now."""
+        if stream not in self.captures:
+            return False
+        self.captures[stream].append(work)
+        return True
+
+    def cudaStreamBeginCapture(self, stream: int, mode: int) -> tuple[int]:  # noqa: N802
+        assert mode in self.cudaStreamCaptureMode
+        self.captures[stream] = []
+        return (0,)
+
+    def cudaStreamEndCapture(self, stream: int) -> tuple[int, int | None]:  # noqa: N802
+        work = self.captures.pop(stream)
+        if self.fail_capture:
+            return self.cudaError_t.cudaErrorStreamCaptureUnsupported, None
+        self.graphs[id(work)] = work
+        return 0, id(work)
+
+    def cudaGraphInstantiate(self, graph: int, flags: int) -> tuple[int, tuple[str, int]]:  # noqa: N802
+        return 0, ("exec", graph)
+
+    def cudaGraphDestroy(self, graph: int) -> tuple[int]:  # noqa: N802
+        return (0,)  # the exec keeps the work (as CUDA's instantiated graphs outlive their template)
+
+    def cudaGraphExecDestroy(self, graph_exec: tuple[str, int]) -> tuple[int]:  # noqa: N802
+        del self.graphs[graph_exec[1]]
+        return (0,)
+
+    def cudaGraphLaunch(self, graph_exec: tuple[str, int], stream: int) -> tuple[int]:  # noqa: N802
+        for work in self.graphs[graph_exec[1]]:
+            work()
+        self.graph_launches += 1
+        return (0,)
+
+    def cudaMemcpy2DAsync(self, dst: int, dpitch: int, src: int, spitch: int, width: int, height: int, kind: int, stream: int) -> tuple[int]:  # noqa: N802
+        assert width <= dpitch and width <= spitch
+        for row in range(height):
+            ctypes.memmove(dst + row * dpitch, src + row * spitch, width)
+        self.copies_2d.append((dpitch, spitch, width, height))
+        return (0,)
 
     def _alloc(self, size: int) -> tuple[int, int]:
         block = (ctypes.c_byte * size)()

@@ -102,6 +102,8 @@ def test_run_class_filter_and_max_frames(det_onnx: Path, demo_video: Path, tmp_p
     assert {d["class_id"] for line in lines for d in line["detections"]} <= {0}
     bad = invoke("run", det_onnx, "--source", demo_video, "--classes", "9")
     assert bad.exit_code == 2 and "out of range" in bad.output
+    graph = invoke("run", det_onnx, "--source", demo_video, "--cuda-graph")
+    assert graph.exit_code == 2 and "--cuda-graph applies to TensorRT engines" in graph.output
 
 
 def test_shapes_command_writes_a_dataset(tmp_path: Path) -> None:

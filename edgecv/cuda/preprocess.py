@@ -12,6 +12,11 @@ The kernel is numba.cuda: the same code runs on a GPU and, with
 ``NUMBA_ENABLE_CUDASIM=1``, in numba's CUDA simulator on a CPU, which is how CI runs it
 (the tests compare it with the CPU path). It launches on the caller's CUDA stream
 (``numba.cuda.external_stream``), e.g. the TensorRT engine's, so no extra sync is needed.
+
+:class:`GpuPreprocessor` is what the run loop uses: buffers kept from frame to frame
+(pinned staging and upload, or zero-copy mapped memory on a Jetson), a stable output
+address (so a TensorRT CUDA graph can replay on it) and CUDA-event timing of the stage.
+:func:`preprocess_cuda` is the one-shot form.
 """
 
 from __future__ import annotations
@@ -36,11 +41,15 @@ def launch_config(out_hw: tuple[int, int], block: tuple[int, int] = BLOCK) -> tu
     return (math.ceil(out_w / block[0]), math.ceil(out_h / block[1])), block
 
 
+def normalization(meta: ModelMeta) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's per-channel ``mean`` and ``1 / std`` (float32, model channel order)."""
+    return np.asarray(meta.mean, np.float32), (1.0 / np.asarray(meta.std, np.float64)).astype(np.float32)
+
+
 def kernel_args(geometry: LetterboxGeometry, meta: ModelMeta) -> tuple[Any, ...]:
     """The scalar arguments of the kernel for this frame and model (pure; tested on the CPU)."""
     (new_h, new_w), (src_h, src_w) = geometry.new, geometry.src
-    mean = np.asarray(meta.mean, np.float32)
-    inv_std = (1.0 / np.asarray(meta.std, np.float64)).astype(np.float32)
+    mean, inv_std = normalization(meta)
     return (
         np.float32(src_h / new_h), np.float32(src_w / new_w), new_h, new_w, geometry.top, geometry.left,
         np.float32(meta.pad_value), mean, inv_std, meta.color == "RGB",
@@ -53,6 +62,115 @@ def _kernel() -> Any:
     from edgecv.cuda._kernels import letterbox_normalize
 
     return letterbox_normalize
+
+
+def _as_stream(cuda: Any, stream: Any) -> Any:
+    """A numba stream from a numba stream, an int CUDA stream handle (e.g. TensorRT's), or 0 (the default stream)."""
+    if isinstance(stream, int):
+        return cuda.external_stream(stream) if stream else 0
+    return stream
+
+
+def _integrated_gpu(cuda: Any) -> bool:
+    """True on a GPU that shares the host's memory (Jetson); numba's simulator has no device to ask."""
+    device = getattr(cuda, "get_current_device", None)
+    return bool(getattr(device(), "INTEGRATED", 0)) if device is not None else False
+
+
+def _on_device(frame: Any) -> bool:
+    return hasattr(frame, "__cuda_array_interface__") or hasattr(frame, "copy_to_host")
+
+
+def _check_frame(frame: Any) -> None:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected a BGR uint8 frame (H, W, 3), got {frame.shape} {frame.dtype}")
+
+
+def _geometry(frame: Any, meta: ModelMeta) -> LetterboxGeometry:
+    if meta.preprocess_in_graph:
+        raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
+    _check_frame(frame)
+    return letterbox_geometry(frame.shape[:2], meta.input_size, stride=meta.stride if meta.dynamic else None, align=meta.pad_align)
+
+
+def _launch(src: Any, out: Any, geometry: LetterboxGeometry, meta: ModelMeta, mean: Any, inv_std: Any, stream: Any) -> None:
+    grid, block = launch_config(geometry.out)
+    step_y, step_x, new_h, new_w, top, left, pad, _, _, rgb = kernel_args(geometry, meta)
+    _kernel()[grid, block, stream](src, out, step_y, step_x, new_h, new_w, top, left, pad, mean, inv_std, rgb)
+
+
+class GpuPreprocessor:
+    """Letterbox + normalize frames on one CUDA stream, with buffers kept between frames.
+
+    - A host frame is copied into pinned staging memory and uploaded asynchronously; on an
+      integrated GPU (Jetson: CPU and GPU share the DRAM) the staging memory is mapped and
+      the kernel reads it in place, with no upload at all.
+    - The output buffer is reused while the letterboxed size stays the same: its device
+      address is stable, so a TensorRT CUDA graph captured on it can be replayed.
+    - CUDA events around upload + kernel give the stage's GPU time (:attr:`gpu_ms`).
+
+    Not thread-safe: use one per thread (``edgecv.load`` models keep one per thread, on that
+    thread's TensorRT stream). The returned array is overwritten by the next call.
+
+    Args:
+        meta: the model's metadata.
+        stream: a numba stream, an int CUDA stream handle, or None for a new stream.
+        zero_copy: read frames from mapped host memory (default: on integrated GPUs).
+    """
+
+    def __init__(self, meta: ModelMeta, stream: Any = None, *, zero_copy: bool | None = None) -> None:
+        cuda = require("numba.cuda", extra="tensorrt")
+        if meta.preprocess_in_graph:
+            raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
+        self.meta = meta
+        self._cuda = cuda
+        self.stream = cuda.stream() if stream is None else _as_stream(cuda, stream)
+        if zero_copy is None:
+            zero_copy = _integrated_gpu(cuda)
+        self.zero_copy = zero_copy
+        mean, inv_std = normalization(meta)
+        self._mean, self._inv_std = cuda.to_device(mean, stream=self.stream), cuda.to_device(inv_std, stream=self.stream)
+        self._staging: Any = None  # pinned (or mapped) host copy of the frame
+        self._frame: Any = None  # its device copy (not with zero_copy)
+        self._out: Any = None
+        self._events = (cuda.event(), cuda.event())
+        self._pending = False
+
+    def __call__(self, frame: np.ndarray | Any) -> tuple[Any, LetterboxTransform]:
+        """``frame`` (BGR uint8 (H, W, 3), host or device array) -> (the (1, 3, h, w) float32 device array, transform)."""
+        geometry = _geometry(frame, self.meta)
+        start, end = self._events
+        if self._pending:
+            end.synchronize()  # the previous frame's upload and kernel may still read the staging buffer
+        start.record(self.stream)
+        src = frame if _on_device(frame) else self._upload(frame)
+        out_h, out_w = geometry.out
+        if self._out is None or tuple(self._out.shape) != (1, 3, out_h, out_w):
+            self._out = self._cuda.device_array((1, 3, out_h, out_w), np.float32, stream=self.stream)
+        _launch(src, self._out, geometry, self.meta, self._mean, self._inv_std, self.stream)
+        end.record(self.stream)
+        self._pending = True
+        return self._out, geometry.transform
+
+    def _upload(self, frame: np.ndarray) -> Any:
+        cuda = self._cuda
+        if self._staging is None or self._staging.shape != frame.shape:
+            self._staging = cuda.mapped_array(frame.shape, np.uint8) if self.zero_copy else cuda.pinned_array(frame.shape, np.uint8)
+            self._frame = None if self.zero_copy else cuda.device_array(frame.shape, np.uint8, stream=self.stream)
+        self._staging[...] = frame
+        if self.zero_copy:
+            return self._staging
+        self._frame.copy_to_device(self._staging, stream=self.stream)
+        return self._frame
+
+    @property
+    def gpu_ms(self) -> float | None:
+        """GPU time of the last frame's upload + kernel, in ms (waits for them; None before the first frame)."""
+        if not self._pending:
+            return None
+        start, end = self._events
+        end.synchronize()
+        return float(start.elapsed_time(end))
 
 
 def preprocess_cuda(frame: np.ndarray | Any, meta: ModelMeta, *, stream: Any = 0, out: Any = None) -> tuple[Any, LetterboxTransform]:
@@ -68,23 +186,14 @@ def preprocess_cuda(frame: np.ndarray | Any, meta: ModelMeta, *, stream: Any = 0
         The (1, 3, h, w) float32 device array and the transform that maps boxes back.
     """
     cuda = require("numba.cuda", extra="tensorrt")
-    if meta.preprocess_in_graph:
-        raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
-    if isinstance(stream, int):
-        stream = cuda.external_stream(stream) if stream else 0  # 0: the default stream
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"expected a BGR uint8 frame (H, W, 3), got {frame.shape} {frame.dtype}")
-    geometry = letterbox_geometry(frame.shape[:2], meta.input_size, stride=meta.stride if meta.dynamic else None, align=meta.pad_align)
-    on_device = hasattr(frame, "__cuda_array_interface__") or hasattr(frame, "copy_to_host")
-    src = frame if on_device else cuda.to_device(np.ascontiguousarray(frame), stream=stream)
+    geometry = _geometry(frame, meta)
+    stream = _as_stream(cuda, stream)
+    src = frame if _on_device(frame) else cuda.to_device(np.ascontiguousarray(frame), stream=stream)
     out_h, out_w = geometry.out
     if out is None:
         out = cuda.device_array((1, 3, out_h, out_w), np.float32, stream=stream)
     elif tuple(out.shape) != (1, 3, out_h, out_w):
         raise ValueError(f"output buffer is {tuple(out.shape)}, this frame needs (1, 3, {out_h}, {out_w})")
-    grid, block = launch_config(geometry.out)
-    step_y, step_x, new_h, new_w, top, left, pad, mean, inv_std, rgb = kernel_args(geometry, meta)
-    _kernel()[grid, block, stream](
-        src, out, step_y, step_x, new_h, new_w, top, left, pad, cuda.to_device(mean, stream=stream), cuda.to_device(inv_std, stream=stream), rgb
-    )
+    mean, inv_std = normalization(meta)
+    _launch(src, out, geometry, meta, cuda.to_device(mean, stream=stream), cuda.to_device(inv_std, stream=stream), stream)
     return out, geometry.transform

@@ -9,6 +9,11 @@
 - Threads: each thread gets its own execution context, stream and buffers, created on
   first use (TensorRT contexts are not thread-safe; the engine is). No CUDA context
   push/pop is needed: cuda-python's runtime API uses the primary context.
+- In-graph NMS (``num_dets``, ``boxes``, ``scores``, ``classes`` [, ``mask_coefs``]): the count
+  comes back first, then only the first ``num_dets`` rows of each per-detection output.
+- ``cuda_graph=True``: static shapes are captured once into a CUDA graph and replayed (one
+  launch instead of one per layer); a new shape or input address recaptures, and an engine
+  TensorRT cannot capture (data-dependent shapes) falls back to plain enqueues.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from edgecv.engine.base import BaseEngine, TensorSpec, override_meta
 from edgecv.errors import EngineError
 
 log = logging.getLogger(__name__)
+
+# in-graph NMS outputs (ours and TensorRT's EfficientNMS names): the count, and the outputs with one row per detection
+COUNT_OUTPUTS = ("num_dets", "num_detections")
+ROW_OUTPUTS = ("boxes", "scores", "classes", "mask_coefs", "detection_boxes", "detection_scores", "detection_classes")
 
 
 @dataclass
@@ -73,6 +82,16 @@ class _ThreadState:
         # CUDA events around the enqueue: the GPU's own time for the network, apart from copies and host work
         self.events = (check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"), check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
         self.buffers: dict[str, _Buffer] = {}
+        self.inputs: dict[str, tuple[tuple[int, ...], int]] = {}  # name -> (shape, device address) of the last call
+        self.graph: Any = None  # instantiated CUDA graph (cudaGraphExec_t) of one enqueue
+        self.graph_key: tuple | None = None  # the input shapes and tensor addresses it was captured with
+        self.graph_ok = True  # False once capture failed: this engine is run with plain enqueues
+        self.warm_key: tuple | None = None  # TensorRT needs one plain enqueue with a shape before capturing it
+
+    def drop_graph(self, cudart: Any) -> None:
+        if self.graph is not None:
+            cudart.cudaGraphExecDestroy(self.graph)
+        self.graph = self.graph_key = None
 
 
 class TensorRTEngine(BaseEngine):
@@ -82,6 +101,9 @@ class TensorRTEngine(BaseEngine):
         path: the plan.
         device: CUDA device index.
         task, names: override the manifest's task / class names.
+        cuda_graph: capture the enqueue into a CUDA graph and replay it while shapes and
+            input addresses stay the same (static-shape engines fed from reused buffers,
+            as ``edgecv run`` does); saves the per-layer launch cost on small models.
         threads, providers, stop_spinning: ONNX Runtime options; accepted so that callers can pass
             the same options to any model file, and ignored.
     """
@@ -95,6 +117,7 @@ class TensorRTEngine(BaseEngine):
         device: int = 0,
         task: str | None = None,
         names: list[str] | None = None,
+        cuda_graph: bool = False,
         threads: int | None = None,
         providers: Any = None,
         stop_spinning: bool = False,
@@ -129,6 +152,7 @@ class TensorRTEngine(BaseEngine):
         super().__init__(path, meta, inputs, outputs)
         self.manifest = info
         self.device = device
+        self.cuda_graph = cuda_graph
         self._local = threading.local()
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
@@ -159,7 +183,7 @@ class TensorRTEngine(BaseEngine):
             buf.ensure(cudart, array.nbytes)
             buf.host_array(array.shape, array.dtype)[...] = array
             check_cuda(cudart, cudart.cudaMemcpyAsync(buf.device, buf.host, array.nbytes, h2d, st.stream), "cudaMemcpyAsync")
-            st.context.set_tensor_address(spec.name, buf.device)
+            self._set_address(st, spec.name, tuple(array.shape), buf.device)
         return self._execute(st)
 
     def infer_on_device(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -178,7 +202,7 @@ class TensorRTEngine(BaseEngine):
             if interface.get("strides") not in (None, contiguous):
                 raise EngineError(f"{self.path.name}: input {spec.name} on the GPU must be C-contiguous")
             self._set_shape(st, spec.name, shape)
-            st.context.set_tensor_address(spec.name, int(interface["data"][0]))
+            self._set_address(st, spec.name, shape, int(interface["data"][0]))
         return self._execute(st)
 
     def _set_shape(self, st: _ThreadState, name: str, shape: tuple[int, ...]) -> None:
@@ -187,6 +211,11 @@ class TensorRTEngine(BaseEngine):
                 f"{self.path.name}: input shape {shape} is outside the engine's optimization profile",
                 hint="rebuild with a profile that covers it (build-engine --batch MIN:OPT:MAX), or feed the built size",
             )
+
+    @staticmethod
+    def _set_address(st: _ThreadState, name: str, shape: tuple[int, ...], ptr: int) -> None:
+        st.context.set_tensor_address(name, ptr)
+        st.inputs[name] = (shape, ptr)
 
     def _execute(self, st: _ThreadState) -> dict[str, np.ndarray]:
         from edgecv.engine.trt_compat import check_cuda
@@ -202,18 +231,84 @@ class TensorRTEngine(BaseEngine):
             st.context.set_tensor_address(spec.name, buf.device)
             shapes[spec.name] = shape
         check_cuda(cudart, cudart.cudaEventRecord(st.events[0], st.stream), "cudaEventRecord")
+        self._enqueue(st, shapes)
+        check_cuda(cudart, cudart.cudaEventRecord(st.events[1], st.stream), "cudaEventRecord")
+        results = self._download(st, shapes)
+        self._local.gpu_ms = float(check_cuda(cudart, cudart.cudaEventElapsedTime(*st.events), "cudaEventElapsedTime"))
+        return results
+
+    def _enqueue(self, st: _ThreadState, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Run the network on the thread's stream: a plain enqueue, or the CUDA graph of one."""
+        from edgecv.engine.trt_compat import check_cuda
+
+        cudart = self._cudart
+        if self.cuda_graph and st.graph_ok:
+            key = tuple(sorted(st.inputs.items())) + tuple((name, st.buffers[name].device) for name in shapes)
+            if st.graph is not None and key == st.graph_key:
+                check_cuda(cudart, cudart.cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch")
+                return
+            st.drop_graph(cudart)
+            if st.warm_key == key and self._capture(st):
+                st.graph_key = key
+                check_cuda(cudart, cudart.cudaGraphLaunch(st.graph, st.stream), "cudaGraphLaunch")
+                return
+            st.warm_key = key
         if not st.context.execute_async_v3(st.stream):
             raise EngineError(f"{self.path.name}: TensorRT failed to enqueue the inference")
-        check_cuda(cudart, cudart.cudaEventRecord(st.events[1], st.stream), "cudaEventRecord")
+
+    def _capture(self, st: _ThreadState) -> bool:
+        """Capture one enqueue into ``st.graph``; False (and plain enqueues from now on) when TensorRT cannot be captured."""
+        cudart = self._cudart
+        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        err, *_ = cudart.cudaStreamBeginCapture(st.stream, mode)
+        enqueued = int(err) == 0 and st.context.execute_async_v3(st.stream)
+        err_end, graph = cudart.cudaStreamEndCapture(st.stream) if int(err) == 0 else (err, None)
+        if enqueued and int(err_end) == 0 and graph is not None:
+            err_inst, graph_exec = cudart.cudaGraphInstantiate(graph, 0)
+            cudart.cudaGraphDestroy(graph)
+            if int(err_inst) == 0:
+                st.graph = graph_exec
+                return True
+            err_end = err_inst
+        st.graph_ok = False
+        log.warning(
+            "%s: TensorRT could not be captured into a CUDA graph (%s); running it with plain enqueues",
+            self.path.name, getattr(err_end, "name", err_end) if int(err_end) != 0 else "enqueue failed",
+        )  # fmt: skip
+        return False
+
+    def _download(self, st: _ThreadState, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+        """Copy the outputs to pinned host memory and wait for the stream.
+
+        With in-graph NMS the count is read first and only its rows of the per-detection
+        outputs are copied (one strided copy per output for the whole batch).
+        """
+        from edgecv.engine.trt_compat import check_cuda
+
+        cudart = self._cudart
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        count = next((name for name in COUNT_OUTPUTS if name in shapes), None)
+        rows = [s.name for s in self.outputs if count and s.name in ROW_OUTPUTS and len(shapes[s.name]) >= 2]
         results = {}
         for spec in self.outputs:
+            if spec.name in rows:
+                continue
             buf, shape = st.buffers[spec.name], shapes[spec.name]
             nbytes = int(np.prod(shape)) * spec.dtype.itemsize
             check_cuda(cudart, cudart.cudaMemcpyAsync(buf.host, buf.device, nbytes, d2h, st.stream), "cudaMemcpyAsync")
             results[spec.name] = buf.host_array(shape, spec.dtype)
         check_cuda(cudart, cudart.cudaStreamSynchronize(st.stream), "cudaStreamSynchronize")
-        self._local.gpu_ms = float(check_cuda(cudart, cudart.cudaEventElapsedTime(*st.events), "cudaEventElapsedTime"))
+        if not rows:
+            return results
+        for spec in self.outputs:
+            if spec.name not in rows:
+                continue
+            buf, (batch, max_rows, *rest) = st.buffers[spec.name], shapes[spec.name]
+            n, width, pitch = detection_copy(results[count], max_rows, int(np.prod(rest)) * spec.dtype.itemsize)
+            if n:
+                check_cuda(cudart, cudart.cudaMemcpy2DAsync(buf.host, width, buf.device, pitch, width, batch, d2h, st.stream), "cudaMemcpy2DAsync")
+            results[spec.name] = buf.host_array((batch, n, *rest), spec.dtype)
+        check_cuda(cudart, cudart.cudaStreamSynchronize(st.stream), "cudaStreamSynchronize")
         return results
 
     @property
@@ -226,9 +321,21 @@ class TensorRTEngine(BaseEngine):
             for state in self._states:
                 for buf in state.buffers.values():
                     buf.free(self._cudart)
+                state.drop_graph(self._cudart)
                 self._cudart.cudaStreamDestroy(state.stream)
                 for event in state.events:
                     self._cudart.cudaEventDestroy(event)
                 state.context = None
             self._states.clear()
         self._engine = None
+
+
+def detection_copy(num_dets: np.ndarray, max_rows: int, row_bytes: int) -> tuple[int, int, int]:
+    """``(rows, width, pitch)`` of the strided copy that brings back the detections of every image.
+
+    ``rows`` is the largest count in the batch (clamped to the output's ``max_rows``);
+    each image's block of ``max_rows`` rows is ``pitch`` bytes apart on the device and
+    its first ``rows`` rows (``width`` bytes) land back to back on the host.
+    """
+    n = int(np.clip(np.max(num_dets), 0, max_rows)) if np.size(num_dets) else 0
+    return n, n * row_bytes, max_rows * row_bytes

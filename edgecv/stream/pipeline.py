@@ -255,7 +255,10 @@ def run_pipeline(
     draw_status = _resolve_draw_status() if annotate and overlay and image_sinks else None
 
     summary = RunSummary(source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)))
-    prefetch = _Prefetch(source, model.preprocess)
+    # GPU preprocessing (TensorRT) runs on this thread, on the engine's stream: the kernel is
+    # queued ahead of the network with no extra sync, and its buffers are reused safely
+    gpu_pre = bool(getattr(model, "gpu_preprocess", False))
+    prefetch = _Prefetch(source, _deferred if gpu_pre else model.preprocess)
     st = summary.stages
     s_cap, s_pre, s_inf, s_post, s_sink, s_total = (st[k] for k in STAGES)
     perf = time.perf_counter
@@ -292,11 +295,19 @@ def run_pipeline(
             age_ms = (time.time() - frame.timestamp) * 1e3  # capture -> inference start, queues included
             if summary.live:
                 summary.age.add(age_ms)
-            outputs = model.infer(feeds)
-            t2 = perf()
+            if gpu_pre:
+                feeds, transform = model.preprocess(frame.image)
+                t_pre = perf()
+                outputs = model.infer(feeds)
+                t2 = perf()
+                pre_ms, infer_ms = model.stage_ms((t_pre - t1) * 1e3, (t2 - t_pre) * 1e3)
+            else:
+                outputs = model.infer(feeds)
+                t2 = perf()
+                infer_ms = (t2 - t1) * 1e3
             result = model.postprocess(outputs, transform)
             t3 = perf()
-            timings = StageTimings(frame.capture_ms, pre_ms, (t2 - t1) * 1e3, (t3 - t2) * 1e3, 0.0)
+            timings = StageTimings(frame.capture_ms, pre_ms, infer_ms, (t3 - t2) * 1e3, 0.0)
             fr = FrameResult(frame.index, frame.timestamp, result, timings, age_ms, frame.path)
             image = frame.image
             if image_sinks:
@@ -351,6 +362,11 @@ def run_pipeline(
         _sync(summary, source, prefetch, t_first, t_last)
         _close_all(source, sinks, raise_errors=not failed)
     return summary
+
+
+def _deferred(image: np.ndarray) -> tuple[None, None]:
+    """The prefetch step of a model that preprocesses on the GPU: nothing (the loop does it)."""
+    return None, None
 
 
 def _sync(summary: RunSummary, source: Any, prefetch: _Prefetch, t_first: float | None, t_last: float) -> None:

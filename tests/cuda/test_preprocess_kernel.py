@@ -32,9 +32,19 @@ def test_kernel_args_follow_the_cpu_geometry() -> None:
     np.testing.assert_allclose(inv_std, [4, 2, 1])
 
 
-def test_kernel_matches_the_cpu_path_in_the_cuda_simulator() -> None:
+ON_SIMULATOR_AND_GPU = pytest.mark.parametrize("simulator", [True, pytest.param(False, marks=pytest.mark.gpu)], ids=["simulator", "gpu"])
+
+
+def _env(simulator: bool) -> dict[str, str]:
+    """The test scripts run the same code in numba's CUDA simulator (CI) or on a real GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    return {**env, "NUMBA_ENABLE_CUDASIM": "1"} if simulator else env
+
+
+@ON_SIMULATOR_AND_GPU
+def test_kernel_matches_the_cpu_path(simulator: bool) -> None:
     pytest.importorskip("numba")
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    env = _env(simulator)
     script = Path(__file__).with_name("sim_preprocess.py")
     run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -44,3 +54,46 @@ def test_kernel_matches_the_cpu_path_in_the_cuda_simulator() -> None:
         assert r["cpu"] == r["gpu"] and r["same_transform"], r
         assert r["max_diff"] <= 1 / 255 + 1e-6, r  # within one uint8 level after normalization
     assert results[2]["max_diff"] < 1e-6  # no resize: the same values (float32 rounding only)
+
+
+@ON_SIMULATOR_AND_GPU
+def test_gpu_preprocessor_and_gpu_model(simulator: bool) -> None:
+    pytest.importorskip("numba")
+    pytest.importorskip("cv2")
+    env = _env(simulator)
+    script = Path(__file__).with_name("sim_gpu_model.py")
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    facts = json.loads(run.stdout.splitlines()[-1])
+    for mode in ("zero_copy=False", "zero_copy=True"):
+        f = facts[mode]
+        assert f["max_diff"] <= 1 / 255 + 1e-6, f  # the CPU path, within one uint8 level
+        assert f["out_reused"] and f["staging_reused"], f  # kept while the frame size stays, replaced when it changes
+        assert isinstance(f["gpu_ms"], float)
+    assert facts["zero_copy=False"]["device_copy"] and not facts["zero_copy=True"]["device_copy"]  # mapped memory: no upload
+    m = facts["model"]
+    assert m["gpu_preprocess"] and m["on_device"] == 3  # every frame went to the engine on the device
+    assert all(m["agree"]) and m["found"] >= 2, m  # same detections as the CPU path, boxes within a pixel
+    assert m["stage_sum"] == 4.5  # moving the GPU time between stages keeps the total
+
+
+@pytest.mark.gpu
+def test_preprocessor_on_a_cuda_python_stream_matches_the_cpu_path() -> None:
+    """The TensorRT path: the kernel launched on a stream created by cuda-python (an int handle)."""
+    pytest.importorskip("numba")
+    from edgecv.cuda.preprocess import GpuPreprocessor
+    from edgecv.engine.trt_compat import check_cuda, import_cudart
+    from edgecv.vision.letterbox import preprocess
+
+    cudart = import_cudart()
+    stream = check_cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+    meta = ModelMeta("detect", ("a",), (640, 640), "yolov8", dynamic=False, stride=32)
+    pre = GpuPreprocessor(meta, stream=int(stream))
+    frame = np.random.default_rng(1).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    for _ in range(3):
+        out, _ = pre(frame)
+    check_cuda(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+    want, _ = preprocess(frame, meta)
+    assert np.abs(out.copy_to_host() - want).max() <= 1 / 255 + 1e-6
+    assert pre.gpu_ms is not None and pre.gpu_ms > 0
+    cudart.cudaStreamDestroy(stream)

@@ -26,13 +26,20 @@ from edgecv.engine.tensorrt import TensorRTEngine  # noqa: E402
 from edgecv.errors import EngineError  # noqa: E402
 
 
-def _with_runtime(trt: object, deserialized: list) -> object:
-    """Add the runtime side: an engine with images (-1, 3, -1, -1) -> output0 (B, 8, 4) = per-image channel means."""
+def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = None, *, nms: bool = False) -> object:
+    """Add the runtime side: an engine with images (-1, 3, -1, -1) -> output0 (B, 8, 4) = per-image channel means.
+
+    ``nms``: the outputs of an in-graph NMS instead, 8 rows: image b has ``num_dets`` b + 2, ``boxes`` rows
+    filled with (b, row, mean, 0), ``scores``/``classes`` = row. With ``cudart``, an enqueue on a capturing
+    stream is recorded with the addresses and shapes of that moment (as a CUDA graph fixes them).
+    """
+    names = ["images", "num_dets", "boxes", "scores", "classes"] if nms else ["images", "output0"]
 
     class Context:
         def __init__(self) -> None:
             self.shapes: dict[str, tuple] = {}
             self.addresses: dict[str, int] = {}
+            self.enqueues = 0
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
             if shape[0] > 16:
@@ -41,34 +48,50 @@ def _with_runtime(trt: object, deserialized: list) -> object:
             return True
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return (self.shapes["images"][0], 8, 4)
+            b = self.shapes["images"][0]
+            return {"output0": (b, 8, 4), "num_dets": (b, 1), "boxes": (b, 8, 4), "scores": (b, 8), "classes": (b, 8)}[name]
 
         def set_tensor_address(self, name: str, ptr: int) -> None:
             self.addresses[name] = ptr
 
         def execute_async_v3(self, stream: int) -> bool:
-            shape = self.shapes["images"]
-            n = int(np.prod(shape))
-            x = np.frombuffer((ctypes.c_float * n).from_address(self.addresses["images"]), np.float32).reshape(shape)
-            out = np.zeros((shape[0], 8, 4), np.float32)
-            out[:, :3, 0] = x.mean(axis=(2, 3))
-            ctypes.memmove(self.addresses["output0"], out.ctypes.data, out.nbytes)
+            addresses, shape = dict(self.addresses), self.shapes["images"]
+            if cudart is None or not cudart.capture(stream, lambda: self._run(addresses, shape)):
+                self._run(addresses, shape)
             return True
 
+        def _run(self, addresses: dict[str, int], shape: tuple) -> None:
+            self.enqueues += 1
+            n = int(np.prod(shape))
+            x = np.frombuffer((ctypes.c_float * n).from_address(addresses["images"]), np.float32).reshape(shape)
+            b, mean = shape[0], x.mean(axis=(1, 2, 3))
+            if nms:
+                rows = np.arange(8, dtype=np.float32)
+                boxes = np.zeros((b, 8, 4), np.float32)
+                boxes[..., 0], boxes[..., 1], boxes[..., 2] = np.arange(b)[:, None], rows, mean[:, None]
+                outs = {"num_dets": np.arange(2, b + 2, dtype=np.int32)[:, None], "boxes": boxes,
+                        "scores": np.tile(rows, (b, 1)), "classes": np.tile(rows.astype(np.int32), (b, 1))}  # fmt: skip
+            else:
+                outs = {"output0": np.zeros((b, 8, 4), np.float32)}
+                outs["output0"][:, :3, 0] = x.mean(axis=(2, 3))
+            for name, out in outs.items():
+                ctypes.memmove(addresses[name], out.ctypes.data, out.nbytes)
+
     class Engine:
-        num_io_tensors = 2
+        num_io_tensors = len(names)
 
         def get_tensor_name(self, i: int) -> str:
-            return ["images", "output0"][i]
+            return names[i]
 
         def get_tensor_mode(self, name: str) -> int:
             return 0 if name == "images" else 1
 
         def get_tensor_dtype(self, name: str) -> str:
-            return "float32"
+            return "int32" if name in ("num_dets", "classes") else "float32"
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return (-1, 3, -1, -1) if name == "images" else (-1, 8, -1)
+            shapes = {"images": (-1, 3, -1, -1), "output0": (-1, 8, -1), "num_dets": (-1, 1), "boxes": (-1, 8, 4), "scores": (-1, 8), "classes": (-1, 8)}
+            return shapes[name]
 
         def create_execution_context(self) -> Context:
             return Context()
@@ -173,4 +196,69 @@ def test_inputs_already_on_the_gpu_skip_the_upload(engine_file: Path) -> None:
     DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "typestr": "<f2"}
     with pytest.raises(EngineError, match="on the GPU"):
         engine.infer_on_device({"images": DeviceArray()})
+    engine.close()
+
+
+def test_in_graph_nms_brings_back_only_the_detections(engine_file: Path) -> None:
+    cudart = FakeCudart()
+    engine = TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart, nms=True), _cudart=cudart)
+    x = np.random.default_rng(3).random((3, 3, 32, 32), dtype=np.float32)
+    out = engine.infer({"images": x})
+    np.testing.assert_array_equal(out["num_dets"][:, 0], [2, 3, 4])
+    assert out["boxes"].shape == (3, 4, 4) and out["scores"].shape == out["classes"].shape == (3, 4)  # the largest count: 4 rows
+    np.testing.assert_array_equal(out["boxes"][:, :, 0], [[0] * 4, [1] * 4, [2] * 4])  # each image's own block of rows
+    np.testing.assert_array_equal(out["boxes"][:, :, 1], [[0, 1, 2, 3]] * 3)
+    np.testing.assert_allclose(out["boxes"][:, 0, 2], x.mean(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_array_equal(out["classes"][2], [0, 1, 2, 3])
+    # one strided copy per row output: 4 rows of 16 bytes from blocks 8 * 16 bytes apart, for 3 images
+    assert (16 * 4, 16 * 8, 16 * 4, 3) in cudart.copies_2d and (4 * 4, 4 * 8, 4 * 4, 3) in cudart.copies_2d
+    import edgecv.vision.decode as decode
+
+    xyxy, scores, class_ids = decode.decode_nms_outputs(engine.infer({"images": x[:1]}))
+    assert len(xyxy) == 1 and scores.tolist() == [1.0]  # batch 1: 2 detections, score > 0 keeps row 1
+    engine.close()
+
+
+def test_detection_copy_math() -> None:
+    from edgecv.engine.tensorrt import detection_copy
+
+    assert detection_copy(np.array([[3], [7]]), 100, 16) == (7, 112, 1600)
+    assert detection_copy(np.array([[0]]), 100, 16) == (0, 0, 1600)
+    assert detection_copy(np.array([[500]]), 100, 4) == (100, 400, 400)  # a bad count never reads past the output
+
+
+def test_cuda_graph_is_captured_once_and_replayed_until_shape_or_address_change(engine_file: Path) -> None:
+    cudart = FakeCudart()
+    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart), _cudart=cudart)
+    rng = np.random.default_rng(4)
+    frames = [rng.random((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    for x in frames:  # 1st: plain enqueue (TensorRT's lazy setup), 2nd: capture + launch, then replays
+        np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert cudart.graph_launches == 3 and len(cudart.graphs) == 1
+    big = rng.random((2, 3, 32, 32), dtype=np.float32)  # a new shape (and a larger input buffer): plain enqueue, then a new graph
+    for _ in range(2):
+        np.testing.assert_allclose(engine.infer({"images": big})["output0"][:, :3, 0], big.mean(axis=(2, 3)), rtol=1e-6)
+    assert cudart.graph_launches == 4 and len(cudart.graphs) == 1  # the old graph was destroyed
+
+    class DeviceArray:
+        def __init__(self, a: np.ndarray) -> None:
+            self.a = a
+            self.__cuda_array_interface__ = {"shape": a.shape, "typestr": "<f4", "data": (a.ctypes.data, False), "version": 3, "strides": None}
+
+    a, b = DeviceArray(frames[0]), DeviceArray(frames[1])
+    for arr in (a, a, a, b):  # another address: the graph would read the old buffer, so it is not replayed
+        np.testing.assert_allclose(engine.infer_on_device({"images": arr})["output0"][0, :3, 0], arr.a.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert cudart.graph_launches == 6
+    engine.close()
+    assert not cudart.graphs and not cudart.blocks
+
+
+def test_engine_that_cannot_be_captured_falls_back_to_enqueues(engine_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cudart = FakeCudart(fail_capture=True)
+    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart), _cudart=cudart)
+    x = np.random.default_rng(5).random((1, 3, 32, 32), dtype=np.float32)
+    for _ in range(4):
+        np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert cudart.graph_launches == 0 and not cudart.captures
+    assert sum("could not be captured into a CUDA graph" in r.message for r in caplog.records) == 1
     engine.close()

@@ -296,3 +296,30 @@ def test_summary_defaults() -> None:
     s = RunSummary()
     assert s.fps == 0.0 and s.age_p99 is None
     assert json.dumps(s.to_dict(), allow_nan=False)
+
+
+class GpuPreModel(FakeModel):
+    """A model that preprocesses on the GPU: its preprocess must run on the inference thread, and
+    ``stage_ms`` moves the kernel's (CUDA-event) time from infer to pre."""
+
+    gpu_preprocess = True
+
+    def __init__(self) -> None:
+        super().__init__(infer_s=0.004)
+        self.pre_threads: set[int] = set()
+
+    def preprocess(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], object]:
+        self.pre_threads.add(threading.get_ident())
+        return super().preprocess(frame)
+
+    def stage_ms(self, pre_ms: float, infer_ms: float) -> tuple[float, float]:
+        return pre_ms + 3.0, infer_ms - 3.0
+
+
+def test_gpu_preprocessing_runs_on_the_inference_thread_with_gpu_time_in_pre(tmp_path: Path, video: Path) -> None:
+    model = GpuPreModel()
+    summary = run_pipeline(model, open_source(video), [JsonlSink(tmp_path / "out.jsonl")], annotate=False)
+    assert summary.frames == 60 and model.pre_threads == model.thread_ids and len(model.thread_ids) == 1
+    lines = _jsonl(tmp_path / "out.jsonl")
+    assert all(d["detections"][0]["box"][0] == d["frame"] for d in lines)  # each frame preprocessed in its own turn
+    assert all(d["timings_ms"]["pre"] >= 3.0 and 0.5 <= d["timings_ms"]["infer"] for d in lines)
