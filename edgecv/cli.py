@@ -430,6 +430,8 @@ def build_engine_cmd(
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16: an FP32 graph is converted to mixed-precision FP16 first (precision lives in the graph).", rich_help_panel="Precision")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8: needs the Q/DQ graph from `edgecv calibrate` (or --calib-cache on TensorRT 10).", rich_help_panel="Precision")] = False,
     best: Annotated[bool, typer.Option("--best", help="TensorRT 10: let the builder pick FP16/INT8 per layer; TensorRT 11: the graph as given.", rich_help_panel="Precision")] = False,
+    calib: Annotated[Path | None, typer.Option(help="With --int8 on an FP32 graph: calibrate on these images first (as `edgecv calibrate`), then build from MODEL.int8.onnx.", rich_help_panel="Precision")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="With --calib: the accuracy gate of `edgecv calibrate` (points).", rich_help_panel="Precision")] = None,
     calib_cache: Annotated[Path | None, typer.Option(help="TensorRT 10 implicit INT8 from this calibration cache (MODEL.calib) and the FP32 graph.", rich_help_panel="Precision")] = None,
     workspace: Annotated[int | None, typer.Option(help="Builder workspace limit in MiB.")] = None,
     dla: Annotated[int | None, typer.Option(help="Build for this DLA core (Jetson AGX/NX Orin).", rich_help_panel="Device")] = None,
@@ -446,18 +448,30 @@ def build_engine_cmd(
     Example: edgecv build-engine models/shapes-det.onnx --fp16 -o shapes-det.engine
     """
     from edgecv.engine.builder import BuildOptions, build_engine
+    from edgecv.log import stage_progress
 
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("best", best)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"pick one precision, got --{' --'.join(chosen)}")
+    if calib is not None or max_drop is not None:
+        if not int8 or calib is None:
+            raise ConfigError("--calib DATA (and --max-drop) make the INT8 graph for --int8", hint="edgecv build-engine MODEL.onnx --int8 --calib IMAGES")
+        from edgecv.engine.trt_compat import import_tensorrt
+        from edgecv.quant.calibrate import CalibrateOptions
+        from edgecv.quant.calibrate import calibrate as run_calibrate
+
+        import_tensorrt()  # fail before calibrating, not after
+        with stage_progress(_state["quiet"]) as stages:
+            calibration = run_calibrate(model, calib, CalibrateOptions(target="tensorrt", max_drop=max_drop), stages=stages)
+        _print_calibration(calibration)
+        model = calibration.targets[0].path
+        out.print(f"building from {model}", highlight=False)
     options = BuildOptions(
         precision=chosen[0] if chosen else "auto", workspace_mb=workspace, dla_core=dla, gpu_fallback=gpu_fallback,
         timing_cache=timing_cache, sparsity=sparsity, builder_level=builder_level, version_compatible=version_compatible,
         hardware_compat=hardware_compat, calib_cache=calib_cache, batch=_batch_range(batch) if batch else None,
     )  # fmt: skip
     dest = output or model.with_suffix(".engine")
-    from edgecv.log import stage_progress
-
     with stage_progress(_state["quiet"]) as stages:
         bars: dict[str, Callable[[int, int], None]] = {}
 

@@ -165,3 +165,26 @@ def test_engine_without_tensorrt_is_one_line(onnx_copy: Path, tmp_path: Path, mo
         assert result.exit_code == 3 and "pip install 'edgecv[tensorrt]'" in text and "python3-libnvinfer" in text, text
     info = runner.invoke(app, ["info", str(tmp_path / "m.engine"), "--json"])
     assert info.exit_code == 0 and json.loads(info.output)["engine"]["tensorrt"] == "10.3.0"
+
+
+def test_int8_with_calibration_images_makes_the_qdq_graph_then_builds_it(onnx_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT 11 has only Q/DQ INT8: `build-engine --int8 --calib IMAGES` calibrates on the fly."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+    from edgecv.data.synthetic import write_coco_dataset
+
+    write_coco_dataset(tmp_path / "calib", 24, seed=7)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt.make("11.1.0"))
+    runner = CliRunner()
+    refused = runner.invoke(app, ["build-engine", str(onnx_copy), "--int8"])
+    assert refused.exit_code == 2 and "edgecv calibrate" in " ".join(refused.output.split())
+    result = runner.invoke(app, ["-q", "build-engine", str(onnx_copy), "--int8", "--calib", str(tmp_path / "calib" / "images")])
+    assert result.exit_code == 0, result.output
+    engine = tmp_path / "det.int8.engine"
+    meta, info = read_sidecar(engine)
+    assert (tmp_path / "det.int8.onnx").is_file() and info["source_onnx"] == "det.int8.onnx"
+    assert meta.precision == info["precision"] == "int8" and info["strongly_typed"] and info["flags"] == []
+    assert runner.invoke(app, ["build-engine", str(onnx_copy), "--calib", str(tmp_path)]).exit_code == 2  # --calib without --int8
