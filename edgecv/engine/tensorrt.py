@@ -138,6 +138,10 @@ class TensorRTEngine(BaseEngine):
         self._trt, self._cudart = trt, cudart
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if info.get("version_compatible"):
+            # a version-compatible plan carries its own lean runtime (host code): allowed for plans
+            # edgecv built, as their manifest says (TensorRT refuses them otherwise)
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise EngineError(

@@ -8,6 +8,7 @@ markers) runs the shipped detector through TensorRT and compares it with ONNX Ru
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 import threading
 import types
@@ -97,11 +98,13 @@ def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = N
             return Context()
 
     class Runtime:
+        __slots__ = ("engine_host_code_allowed",)  # TensorRT >= 8.6: needed for version-compatible plans
+
         def __init__(self, logger: object) -> None:
-            pass
+            self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
-            deserialized.append(data)
+            deserialized.append((data, self.engine_host_code_allowed))
             return Engine() if data.startswith(b"PLAN") else None
 
     trt.Runtime = Runtime
@@ -115,8 +118,6 @@ def engine_file(det_onnx: Path, tmp_path: Path) -> Path:
     onnx_path = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
     build_engine(onnx_path, tmp_path / "det.engine", trt=fake_trt.make("10.3.0"))
     # the builder had no GPU to read: record the one this fake CUDA reports
-    import json
-
     manifest = tmp_path / "det.engine.json"
     data = json.loads(manifest.read_text())
     data["engine"] |= {"gpu": "Orin", "compute_capability": "8.7"}
@@ -161,6 +162,12 @@ def test_mismatched_engine_is_refused_before_deserializing(engine_file: Path) ->
     assert "edgecv build-engine" in err.value.hint and not deserialized
     with pytest.raises(EngineError, match=r"sm_87\), this GPU is Orin \(sm_89\)"):
         TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), deserialized), _cudart=FakeCudart(cc=(8, 9)))
+    manifest = engine_file.with_name(engine_file.name + ".json")
+    data = json.loads(manifest.read_text())
+    data["engine"]["version_compatible"] = True  # built with --version-compatible: a newer runtime may load it
+    manifest.write_text(json.dumps(data))
+    TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart()).close()
+    assert deserialized[-1][1]  # with its lean runtime's host code allowed
     engine_file.write_bytes(b"garbage")
     with pytest.raises(EngineError, match="could not deserialize"):
         TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), deserialized), _cudart=FakeCudart())
