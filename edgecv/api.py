@@ -72,7 +72,8 @@ class Model:
         if pre is None:
             from edgecv.cuda.preprocess import GpuPreprocessor
 
-            pre = self._local.gpu_pre = GpuPreprocessor(self.meta, stream=self.engine.stream)  # type: ignore[attr-defined]
+            engine: Any = self.engine
+            pre = self._local.gpu_pre = GpuPreprocessor(self.meta, stream=engine.stream, device=getattr(engine, "device", None))
         return pre
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

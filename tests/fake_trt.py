@@ -11,6 +11,7 @@ AttributeError and fails the test.
 from __future__ import annotations
 
 import ctypes
+import threading
 import types
 from enum import IntEnum
 from typing import Any
@@ -230,6 +231,8 @@ class FakeCudart:
         self.graphs: dict[int, list] = {}
         self.graph_launches = 0
         self.copies_2d: list[tuple[int, int, int, int]] = []  # (dpitch, spitch, width, height)
+        self.current_device: dict[int, int] = {}
+        self.stream_devices: dict[int, int] = {}
 
     def capture(self, stream: int, work: Any) -> bool:
         """Record ``work`` when ``stream`` is capturing (and say so); False: run it now."""
@@ -296,6 +299,7 @@ class FakeCudart:
 
     def cudaStreamCreate(self) -> tuple[int, int]:  # noqa: N802
         self.streams += 1
+        self.stream_devices[self.streams] = self.current_device.get(threading.get_ident(), 0)  # the calling thread's device
         return 0, self.streams
 
     def cudaStreamSynchronize(self, stream: int) -> tuple[int]:  # noqa: N802
@@ -305,6 +309,7 @@ class FakeCudart:
         return (0,)
 
     def cudaSetDevice(self, device: int) -> tuple[int]:  # noqa: N802
+        self.current_device[threading.get_ident()] = device  # per thread, as in the CUDA runtime
         return (0,)
 
     def cudaGetDeviceProperties(self, device: int) -> tuple[int, object]:  # noqa: N802

@@ -116,12 +116,16 @@ class GpuPreprocessor:
         meta: the model's metadata.
         stream: a numba stream, an int CUDA stream handle, or None for a new stream.
         zero_copy: read frames from mapped host memory (default: on integrated GPUs).
+        device: the CUDA device (the engine's); numba then uses its primary context on this
+            thread, the context cuda-python and TensorRT use.
     """
 
-    def __init__(self, meta: ModelMeta, stream: Any = None, *, zero_copy: bool | None = None) -> None:
+    def __init__(self, meta: ModelMeta, stream: Any = None, *, zero_copy: bool | None = None, device: int | None = None) -> None:
         cuda = require("numba.cuda", extra="tensorrt")
         if meta.preprocess_in_graph:
             raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
+        if device is not None:
+            cuda.select_device(device)
         self.meta = meta
         self._cuda = cuda
         self.stream = cuda.stream() if stream is None else _as_stream(cuda, stream)

@@ -72,9 +72,11 @@ class _Buffer:
 
 
 class _ThreadState:
-    def __init__(self, engine: Any, cudart: Any) -> None:
+    def __init__(self, engine: Any, cudart: Any, device: int) -> None:
         from edgecv.engine.trt_compat import check_cuda
 
+        # the runtime API's current device is per thread: this thread's stream and buffers go on the engine's GPU
+        check_cuda(cudart, cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
         self.context = engine.create_execution_context()
         if self.context is None:
             raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
@@ -164,7 +166,7 @@ class TensorRTEngine(BaseEngine):
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
         if state is None:
-            state = _ThreadState(self._engine, self._cudart)
+            state = _ThreadState(self._engine, self._cudart, self.device)
             self._local.state = state
             with self._lock:
                 self._states.append(state)

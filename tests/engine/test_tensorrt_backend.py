@@ -128,7 +128,7 @@ def engine_file(det_onnx: Path, tmp_path: Path) -> Path:
 def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> None:
     deserialized: list = []
     trt, cudart = _with_runtime(fake_trt.make("10.3.0"), deserialized), FakeCudart()
-    engine = TensorRTEngine(engine_file, threads=2, _trt=trt, _cudart=cudart)  # ONNX Runtime options are ignored
+    engine = TensorRTEngine(engine_file, device=1, threads=2, _trt=trt, _cudart=cudart)  # ONNX Runtime options are ignored
     assert [s.name for s in engine.inputs] == ["images"] and engine.outputs[0].shape == (-1, 8, -1)
     assert engine.meta.names == ("circle", "rectangle", "triangle", "star")
     x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
@@ -149,6 +149,7 @@ def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> No
     thread.join()
     np.testing.assert_allclose(results["thread"], out)
     assert cudart.streams == 2  # one stream (and context) per thread
+    assert cudart.stream_devices == {1: 1, 2: 1}  # each on the engine's GPU, whichever thread made it
     engine.close()
     assert not cudart.blocks  # every device and pinned buffer freed
     assert len(deserialized) == 1
