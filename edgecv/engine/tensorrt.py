@@ -267,19 +267,22 @@ class TensorRTEngine(BaseEngine):
         cudart = self._cudart
         mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         err, *_ = cudart.cudaStreamBeginCapture(st.stream, mode)
-        enqueued = int(err) == 0 and st.context.execute_async_v3(st.stream)
-        err_end, graph = cudart.cudaStreamEndCapture(st.stream) if int(err) == 0 else (err, None)
-        if enqueued and int(err_end) == 0 and graph is not None:
-            err_inst, graph_exec = cudart.cudaGraphInstantiate(graph, 0)
-            cudart.cudaGraphDestroy(graph)
-            if int(err_inst) == 0:
-                st.graph = graph_exec
-                return True
-            err_end = err_inst
-        st.graph_ok = False
+        graph = None
+        if int(err) == 0:
+            enqueued = st.context.execute_async_v3(st.stream)
+            err, graph = cudart.cudaStreamEndCapture(st.stream)  # always ends the capture, also after a failed enqueue
+            if int(err) == 0 and not enqueued:
+                err = "the enqueue failed while capturing"
+            elif int(err) == 0:
+                err, st.graph = cudart.cudaGraphInstantiate(graph, 0)
+        if graph is not None:
+            cudart.cudaGraphDestroy(graph)  # the instantiated graph does not need its template
+        if not isinstance(err, str) and int(err) == 0:
+            return True
+        st.graph, st.graph_ok = None, False
         log.warning(
             "%s: TensorRT could not be captured into a CUDA graph (%s); running it with plain enqueues",
-            self.path.name, getattr(err_end, "name", err_end) if int(err_end) != 0 else "enqueue failed",
+            self.path.name, err if isinstance(err, str) else getattr(err, "name", err),
         )  # fmt: skip
         return False
 

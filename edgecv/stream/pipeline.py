@@ -223,6 +223,8 @@ def run_pipeline(
     Args:
         model: has ``task``, ``names``, ``preprocess(bgr) -> (feeds, transform)``,
             ``infer(feeds) -> outputs`` and ``postprocess(outputs, transform) -> result``.
+            With ``gpu_preprocess`` true, ``preprocess`` runs on the loop's thread (not the
+            prefetch thread) and ``stage_ms(pre, infer)`` splits the GPU time between them.
         source: from :func:`~edgecv.stream.sources.open_source`; closed at the end.
         sinks: :class:`~edgecv.stream.sinks.Sink` objects; closed at the end. Sinks that
             need no image (``needs_image=False``: JSONL, callback) run after the
