@@ -43,7 +43,9 @@ class Model:
         # when numba is installed; set False to preprocess on the CPU (e.g. to batch frames on the host).
         # The kernel runs on the calling thread's engine stream, so preprocess and infer of a frame
         # belong on the same thread (edgecv run does both on its inference thread).
-        self.gpu_preprocess = engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and _has_numba_cuda()
+        self.gpu_preprocess = (
+            engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and engine.inputs[0].dtype == np.float32 and _has_numba_cuda()
+        )
         self._local = threading.local()
 
     @property

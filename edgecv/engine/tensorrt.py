@@ -135,15 +135,18 @@ class TensorRTEngine(BaseEngine):
         cudart = _cudart or trt_compat.import_cudart()
         meta, info = read_sidecar(path)
         trt_compat.check_cuda(cudart, cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
-        check_compatible(info, current_environment(trt, cudart, device), path)  # before deserializing
-        meta = override_meta(meta, task, names, "the engine manifest")
-        self._trt, self._cudart = trt, cudart
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        env = current_environment(trt, cudart, device) | {"dla_cores": int(getattr(self._runtime, "num_DLA_cores", 0))}
+        check_compatible(info, env, path)  # before deserializing
+        meta = override_meta(meta, task, names, "the engine manifest")
+        self._trt, self._cudart = trt, cudart
         if info.get("version_compatible"):
             # a version-compatible plan carries its own lean runtime (host code): allowed for plans
             # edgecv built, as their manifest says (TensorRT refuses them otherwise)
             self._runtime.engine_host_code_allowed = True
+        if info.get("dla_core") is not None:
+            self._runtime.DLA_core = int(info["dla_core"])  # the core it was built for
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise EngineError(

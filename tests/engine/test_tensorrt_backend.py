@@ -27,7 +27,7 @@ from edgecv.engine.tensorrt import TensorRTEngine  # noqa: E402
 from edgecv.errors import EngineError  # noqa: E402
 
 
-def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = None, *, nms: bool = False) -> object:
+def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = None, *, nms: bool = False, dla_cores: int = 0) -> object:
     """Add the runtime side: an engine with images (-1, 3, -1, -1) -> output0 (B, 8, 4) = per-image channel means.
 
     ``nms``: the outputs of an in-graph NMS instead, 8 rows: image b has ``num_dets`` b + 2, ``boxes`` rows
@@ -98,10 +98,13 @@ def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = N
             return Context()
 
     class Runtime:
-        __slots__ = ("engine_host_code_allowed",)  # TensorRT >= 8.6: needed for version-compatible plans
+        __slots__ = ("engine_host_code_allowed", "DLA_core")  # host code: TensorRT >= 8.6, for version-compatible plans
+
+        num_DLA_cores = dla_cores  # noqa: N815 (read-only in TensorRT)
 
         def __init__(self, logger: object) -> None:
             self.engine_host_code_allowed = False
+            self.DLA_core = -1
 
         def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
             deserialized.append((data, self.engine_host_code_allowed))
@@ -169,6 +172,15 @@ def test_mismatched_engine_is_refused_before_deserializing(engine_file: Path) ->
     manifest.write_text(json.dumps(data))
     TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart()).close()
     assert deserialized[-1][1]  # with its lean runtime's host code allowed
+    data["engine"]["dla_core"] = 1  # built for a DLA core: refused where there is none, run on that core where there is
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(EngineError, match="built for DLA core 1, this device has no DLA"):
+        TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart())
+    engine = TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.7.0"), deserialized, dla_cores=2), _cudart=FakeCudart())
+    assert engine._runtime.DLA_core == 1
+    engine.close()
+    data["engine"]["dla_core"] = None
+    manifest.write_text(json.dumps(data))
     engine_file.write_bytes(b"garbage")
     with pytest.raises(EngineError, match="could not deserialize"):
         TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), deserialized), _cudart=FakeCudart())
