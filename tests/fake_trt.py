@@ -95,7 +95,7 @@ class TimingCache:
 def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int, str, str]] | None = None,
          input_shape: tuple[int, ...] = (-1, 3, -1, -1), build_fails: bool = False) -> Any:  # fmt: skip
     """A ``tensorrt`` module stand-in for ``version`` ("10.3.0" or "11.1.0")."""
-    major = int(version.split(".")[0])
+    major, minor = (int(v) for v in version.split(".")[:2])
     flags = [f for f in TRT10_FLAGS if not (major >= 11 and f in TRT11_REMOVED)]
     BuilderFlag = IntEnum("BuilderFlag", flags, start=0)
     config_slots = ["flags", "pool", "default_device_type", "DLA_core", "builder_optimization_level", "hardware_compatibility_level",
@@ -192,7 +192,8 @@ def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int,
         BuilderFlag=BuilderFlag,
         MemoryPoolType=IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], start=0),
         DeviceType=IntEnum("DeviceType", ["GPU", "DLA"], start=0),
-        HardwareCompatibilityLevel=IntEnum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"], start=0),
+        # SAME_COMPUTE_CAPABILITY first appears in TensorRT 10.9's Python bindings (pyCore.cpp)
+        HardwareCompatibilityLevel=IntEnum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if (major, minor) >= (10, 9) else []), start=0),
         NetworkDefinitionCreationFlag=IntEnum("NetworkDefinitionCreationFlag", ["EXPLICIT_BATCH", "STRONGLY_TYPED"], start=0),
         IProgressMonitor=IProgressMonitor,
         last_builder=None,
@@ -316,6 +317,9 @@ class FakeCudart:
         return 0, types.SimpleNamespace(name=b"Orin", major=self.cc[0], minor=self.cc[1])
 
     def cudaRuntimeGetVersion(self) -> tuple[int, int]:  # noqa: N802
+        return 0, 12090  # the cuda-python wheel's build constant, not the system's CUDA
+
+    def cudaDriverGetVersion(self) -> tuple[int, int]:  # noqa: N802
         return 0, 12060
 
     def cudaEventCreate(self) -> tuple[int, int]:  # noqa: N802

@@ -126,6 +126,11 @@ def build_engine(
         raise ConfigError(f"{onnx_path} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
     meta = read_meta(onnx_path)
     major = trt_compat.trt_version(trt)[0]
+    if options.hardware_compat is not None:
+        from edgecv.bench.environment import collect_environment
+
+        if collect_environment().get("jetson"):
+            raise ConfigError("--hardware-compat is not supported on JetPack (TensorRT's hardware compatibility is for discrete GPUs)", hint="build on each Jetson model, or drop --hardware-compat")
     plan = trt_compat.plan_build(
         major, meta.precision, options.precision,
         calib_cache=str(options.calib_cache) if options.calib_cache else None, sparsity=options.sparsity,
@@ -166,8 +171,9 @@ def build_engine(
             profile.set_shape(tensor.name, lo, opt, hi)
             dynamic = True
             log.info("profile %s: min %s, opt %s, max %s", tensor.name, lo, opt, hi)
-    if dynamic:
-        config.add_optimization_profile(profile)
+    if dynamic and config.add_optimization_profile(profile) < 0:
+        raise EngineError(f"TensorRT rejected the optimization profile of {onnx_path.name}", hint="pass --batch MIN:OPT:MAX within the model's limits")
+    calibrator = None
     if plan.implicit_int8_cache:
         from edgecv.quant.trt_calibrator import CalibrationBatches, make_entropy_calibrator
 
@@ -176,17 +182,24 @@ def build_engine(
             raise ConfigError(f"calibration cache {cache} not found", hint="edgecv calibrate MODEL.onnx IMAGES writes MODEL.calib")
         from edgecv.export.graph import tensor_names
 
+        if network.num_inputs != 1:
+            raise ConfigError("implicit INT8 (--calib-cache) supports models with one input", hint="build from the Q/DQ graph of edgecv calibrate")
         names = tensor_names(load_onnx(onnx_path).graph)
         shape = tuple(network.get_input(0).shape)[1:]
-        config.int8_calibrator = make_entropy_calibrator(CalibrationBatches([], 1, shape), cache, tensor_names=names, trt=trt)
+        calibrator = make_entropy_calibrator(CalibrationBatches([], 1, shape), cache, tensor_names=names, trt=trt)
+        config.int8_calibrator = calibrator
         if dynamic:
             config.set_calibration_profile(profile)
     timing = _timing_cache(config, options.timing_cache)
-    if progress is not None:
-        monitor = trt_compat.progress_monitor(trt, progress)
-        if monitor is not None:
-            config.progress_monitor = monitor
+    monitor = trt_compat.progress_monitor(trt, progress) if progress is not None else None
+    if monitor is not None:
+        config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
+    # TensorRT swallows exceptions from Python callbacks: raise what the progress bar (Ctrl+C
+    # included, which cancels the build) or the calibrator kept
+    for callback in (monitor, calibrator):
+        if getattr(callback, "error", None) is not None:
+            raise callback.error
     if serialized is None:
         raise EngineError(
             f"TensorRT could not build an engine from {onnx_path.name} (see its log above)",

@@ -1,7 +1,7 @@
 """Engine manifests: what a TensorRT plan was built with, checked before it is deserialized.
 
 A plan only runs with the TensorRT version that built it (unless built
-version-compatible, which a newer major's runtime accepts) and, unless built
+version-compatible, which the same or a newer TensorRT runtime accepts) and, unless built
 hardware-compatible, only on the GPU architecture it was built for. Deserializing a
 mismatched plan gives a cryptic "version tag" error or worse, so the manifest (a JSON
 sidecar, ``model.engine.json``, leaving the plan itself plain for trtexec, DeepStream and
@@ -36,8 +36,10 @@ def check_compatible(info: dict[str, Any], env: dict[str, Any], engine_path: Pat
     built, here = str(info.get("tensorrt", "?")), str(env.get("tensorrt", "?"))
     problems = []
     if built != here:
-        b, h = _major(built), _major(here)
-        portable = info.get("version_compatible") and b is not None and h is not None and h >= b
+        # a version-compatible plan runs on the same or a later TensorRT (later majors too:
+        # "engines built with TensorRT 10 work with TensorRT 11"), never on an older one
+        b, h = _version(built), _version(here)
+        portable = bool(info.get("version_compatible")) and b is not None and h is not None and h >= b
         if not portable:
             problems.append(f"built with TensorRT {built}, this machine has TensorRT {here}")
     cc_built, cc_here = info.get("compute_capability"), env.get("compute_capability")
@@ -54,9 +56,9 @@ def check_compatible(info: dict[str, Any], env: dict[str, Any], engine_path: Pat
         )
 
 
-def _major(version: str) -> int | None:
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else None
+def _version(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
 
 
 def _sm(cc: str | None) -> int:
@@ -74,7 +76,8 @@ def current_environment(trt: Any, cudart: Any = None, device: int = 0) -> dict[s
         props = check_cuda(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         env |= {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
-        version = check_cuda(cudart, cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")
+        # the driver's CUDA version: cudaRuntimeGetVersion only gives the version cuda-python was built for
+        version = check_cuda(cudart, cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
         env["cuda"] = f"{version // 1000}.{version % 1000 // 10}"
     jetson = collect_environment().get("jetson") or {}
     env["l4t"] = jetson.get("l4t")

@@ -177,6 +177,10 @@ def plan_build(
             flags.append("GPU_FALLBACK")
         if graph_precision == "fp32" and graph == "as-is" and requested in ("auto", "fp32"):
             raise ConfigError("DLA runs FP16 or INT8 only", hint="add --fp16 (or build from the FP16/INT8 graph)")
+        if legacy and typed:  # strongly typed networks on DLA arrived in TensorRT 11.4.1: TensorRT 10 takes the precision flags
+            typed = False
+            flags += [f for f in (["FP16", "INT8"] if precision == "int8" else ["FP16"]) if f not in flags]
+            notes.append("DLA on TensorRT 10: weakly typed network with the FP16/INT8 flags (the graph's precision kept)")
     if version_compatible:
         flags.append("VERSION_COMPATIBLE")
     return BuildPlan(graph, typed, tuple(flags), precision, cache, tuple(notes))
@@ -231,11 +235,18 @@ def configure(
     if hardware_compat is not None:
         if hardware_compat not in HARDWARE_COMPAT:
             raise ConfigError(f"unknown --hardware-compat {hardware_compat!r}", hint=f"use one of {', '.join(HARDWARE_COMPAT)}")
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPAT[hardware_compat])
+        level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPAT[hardware_compat], None)
+        if level is None:  # SAME_COMPUTE_CAPABILITY arrived in TensorRT 10.9
+            raise ConfigError(f"--hardware-compat {hardware_compat} needs a newer TensorRT than {trt.__version__}", hint="use --hardware-compat ampere+")
+        config.hardware_compatibility_level = level
 
 
 def progress_monitor(trt: Any, update: Callable[[str, int, int], None]) -> Any:
-    """A ``trt.IProgressMonitor`` calling ``update(phase, step, total)`` (None where TensorRT has none)."""
+    """A ``trt.IProgressMonitor`` calling ``update(phase, step, total)`` (None where TensorRT has none).
+
+    TensorRT turns an exception in a callback into "cancel the build" and drops it, so the
+    monitor keeps it in ``error`` (Ctrl+C included) for the builder to raise.
+    """
     base = getattr(trt, "IProgressMonitor", None)
     if base is None:
         return None
@@ -244,19 +255,27 @@ def progress_monitor(trt: Any, update: Callable[[str, int, int], None]) -> Any:
         def __init__(self) -> None:
             base.__init__(self)
             self.totals: dict[str, int] = {}
+            self.error: BaseException | None = None
+
+        def _update(self, phase: str, done: int, total: int) -> bool:
+            if self.error is None:
+                try:
+                    update(phase, done, total)
+                except BaseException as exc:  # kept, and raised by the builder
+                    self.error = exc
+            return self.error is None
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             self.totals[phase_name] = num_steps
             if parent_phase is None:
-                update(phase_name, 0, num_steps)
+                self._update(phase_name, 0, num_steps)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
-            update(phase_name, step + 1, self.totals.get(phase_name, step + 1))
-            return True  # False would cancel the build
+            return self._update(phase_name, step + 1, self.totals.get(phase_name, step + 1))  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             total = self.totals.pop(phase_name, 0)
-            update(phase_name, total, total)
+            self._update(phase_name, total, total)
 
     return Monitor()
 

@@ -76,13 +76,17 @@ def make_entropy_calibrator(
     """An ``IInt8EntropyCalibrator2`` that copies ``batches`` to the GPU and uses ``cache_path``.
 
     An existing cache is handed to TensorRT as is (TensorRT then skips calibration),
-    after checking that it parses and, with ``tensor_names`` (the ONNX model's tensors),
-    that it was made for this model; a new one is written atomically. ``trt``/``cudart``
-    default to the installed modules.
+    after checking, here and now, that it parses and, with ``tensor_names`` (the ONNX
+    model's tensors), that it was made for this model; a new one is written atomically.
+    ``trt``/``cudart`` default to the installed modules.
+
+    TensorRT catches exceptions raised in a calibrator's callbacks, prints them and carries
+    on as if there were no cache / no more data. So the callbacks keep the first exception
+    in ``calibrator.error`` for the builder to raise when the build then fails.
 
     Raises:
         EngineError: this TensorRT has no implicit calibration (11+).
-        ArtifactError (when TensorRT reads the cache): corrupt, or names tensors the model lacks.
+        ArtifactError: the existing cache is corrupt, or names tensors the model lacks.
     """
     from edgecv.artifact import atomic_write_bytes
     from edgecv.engine import trt_compat
@@ -97,6 +101,17 @@ def make_entropy_calibrator(
     cache_path = Path(cache_path)
     known = set(tensor_names) if tensor_names is not None else None
 
+    def read_checked() -> bytes | None:
+        if not cache_path.is_file():
+            return None
+        data = cache_path.read_bytes()
+        cache = parse_cache(data.decode("utf-8", "replace"), source=str(cache_path))  # corrupt: an error, not garbage for TensorRT
+        if known is not None:
+            check_names(cache, known, source=str(cache_path))
+        return data
+
+    read_checked()  # now, where an error reaches the user (see the docstring)
+
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
@@ -104,11 +119,19 @@ def make_entropy_calibrator(
             self._cudart = cudart
             self._device: int | None = None  # allocated on the first batch: a build from a cache needs none
             self.batches_done = 0
+            self.error: Exception | None = None
 
         def get_batch_size(self) -> int:
             return batches.batch_size
 
         def get_batch(self, names: list[str]) -> list[int] | None:
+            try:
+                return self._next_batch()
+            except Exception as exc:
+                self.error = self.error or exc
+                return None
+
+        def _next_batch(self) -> list[int] | None:
             batch = next(self._iter, None)
             if batch is None:
                 return None
@@ -121,18 +144,21 @@ def make_entropy_calibrator(
             return [int(self._device)]
 
         def read_calibration_cache(self) -> bytes | None:
-            if not cache_path.is_file():
+            try:
+                data = read_checked()
+            except Exception as exc:
+                self.error = self.error or exc
                 return None
-            data = cache_path.read_bytes()
-            cache = parse_cache(data.decode("utf-8", "replace"), source=str(cache_path))  # corrupt: an error, not garbage for TensorRT
-            if known is not None:
-                check_names(cache, known, source=str(cache_path))
-            log.info("using calibration cache %s", cache_path)
+            if data is not None:
+                log.info("using calibration cache %s", cache_path)
             return data
 
         def write_calibration_cache(self, cache: Any) -> None:
-            atomic_write_bytes(cache_path, bytes(cache))
-            log.info("wrote calibration cache %s", cache_path)
+            try:
+                atomic_write_bytes(cache_path, bytes(cache))
+                log.info("wrote calibration cache %s", cache_path)
+            except Exception as exc:  # e.g. a full disk: the engine is still built, the error is raised after
+                self.error = self.error or exc
 
         def free(self) -> None:
             if self._device is not None:

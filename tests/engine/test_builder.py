@@ -51,9 +51,11 @@ def test_plan_int8_paths_and_refusals() -> None:
         plan_build(11, "int8", "fp16")
     with pytest.raises(ConfigError, match="DLA runs FP16 or INT8"):
         plan_build(10, "fp32", "auto", dla=True)
-    assert plan_build(10, "fp16", "auto", dla=True, gpu_fallback=True, sparsity=True, version_compatible=True).flags == (
-        "SPARSE_WEIGHTS", "GPU_FALLBACK", "VERSION_COMPATIBLE",
-    )  # fmt: skip
+    dla10 = plan_build(10, "fp16", "auto", dla=True, gpu_fallback=True, sparsity=True, version_compatible=True)
+    assert dla10.flags == ("SPARSE_WEIGHTS", "GPU_FALLBACK", "FP16", "VERSION_COMPATIBLE") and not dla10.strongly_typed
+    assert plan_build(10, "int8", "auto", dla=True).flags == ("FP16", "INT8")  # the Q/DQ graph, weakly typed for DLA
+    dla11 = plan_build(11, "fp16", "auto", dla=True, gpu_fallback=True)
+    assert dla11.flags == ("GPU_FALLBACK",) and dla11.strongly_typed
 
 
 def test_profile_shapes_from_metadata() -> None:
@@ -131,7 +133,11 @@ def test_device_and_build_failures(onnx_copy: Path) -> None:
         build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="fp16", dla_core=0), trt=fake_trt.make("10.3.0"))
     trt = fake_trt.make("10.3.0", dla_cores=2)
     build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="fp16", dla_core=1, gpu_fallback=True), trt=trt)
-    assert trt.last_builder.config.DLA_core == 1 and "GPU_FALLBACK" in trt.last_builder.config.flags
+    assert trt.last_builder.config.DLA_core == 1 and trt.last_builder.config.flags == {"GPU_FALLBACK", "FP16"}
+    assert trt.last_builder.network.flags == 0  # DLA on TensorRT 10: weakly typed, precision from the flags
+    with pytest.raises(ConfigError, match="--hardware-compat same-cc needs a newer TensorRT than 10.3.0"):
+        build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="same-cc"), trt=trt)
+    build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="same-cc"), trt=fake_trt.make("10.9.0"))
     with pytest.raises(EngineError, match="could not build"):
         build_engine(onnx_copy, onnx_copy.with_suffix(".x.engine"), trt=fake_trt.make("10.3.0", build_fails=True))
     assert not onnx_copy.with_suffix(".x.engine").exists()
@@ -144,6 +150,9 @@ def test_manifest_compatibility() -> None:
         check_compatible(info, {"tensorrt": "10.7.0", "compute_capability": "8.7"}, Path("m.engine"))
     assert err.value.hint == "rebuild it on this machine: edgecv build-engine m.onnx -o m.engine --fp16"
     check_compatible({**info, "version_compatible": True}, {"tensorrt": "11.1.0", "compute_capability": "8.7"}, Path("m.engine"))
+    check_compatible({**info, "version_compatible": True}, {"tensorrt": "10.7.0", "compute_capability": "8.7"}, Path("m.engine"))
+    with pytest.raises(EngineError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.2.0"):  # never an older runtime
+        check_compatible({**info, "version_compatible": True}, {"tensorrt": "10.2.0", "compute_capability": "8.7"}, Path("m.engine"))
     with pytest.raises(EngineError, match=r"built for Orin \(sm_87\), this GPU is RTX 4090 \(sm_89\)"):
         check_compatible(info, {"tensorrt": "10.3.0", "compute_capability": "8.9", "gpu": "RTX 4090"}, Path("m.engine"))
     check_compatible({**info, "hardware_compat": "ampere+"}, {"tensorrt": "10.3.0", "compute_capability": "8.9"}, Path("m.engine"))
@@ -188,3 +197,28 @@ def test_int8_with_calibration_images_makes_the_qdq_graph_then_builds_it(onnx_co
     assert (tmp_path / "det.int8.onnx").is_file() and info["source_onnx"] == "det.int8.onnx"
     assert meta.precision == info["precision"] == "int8" and info["strongly_typed"] and info["flags"] == []
     assert runner.invoke(app, ["build-engine", str(onnx_copy), "--calib", str(tmp_path)]).exit_code == 2  # --calib without --int8
+
+
+def test_errors_tensorrt_would_swallow_in_callbacks_are_raised(onnx_copy: Path, tmp_path: Path) -> None:
+    """TensorRT catches exceptions in Python callbacks: a Ctrl+C in the progress bar cancels the build and is raised."""
+
+    def interrupt(phase: str, done: int, total: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_engine(onnx_copy, tmp_path / "a.engine", progress=interrupt, trt=fake_trt.make("10.3.0", build_fails=True))
+    assert not (tmp_path / "a.engine").exists()
+    from edgecv.engine.trt_compat import progress_monitor
+
+    calls: list = []
+    monitor = progress_monitor(fake_trt.make("10.3.0"), lambda *a: calls.append(a))
+    assert monitor.step_complete("Building engine", 0) and monitor.error is None and calls == [("Building engine", 1, 1)]
+
+
+def test_hardware_compat_is_refused_on_jetpack(onnx_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgecv.bench.environment as environment
+
+    monkeypatch.setattr(environment, "collect_environment", lambda: {"jetson": {"l4t": "36.4.0"}})
+    with pytest.raises(ConfigError, match="not supported on JetPack"):
+        build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="ampere+"), trt=fake_trt.make("10.3.0"))

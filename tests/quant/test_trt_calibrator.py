@@ -43,15 +43,26 @@ def test_calibrator_copies_batches_and_uses_the_cache(tmp_path: Path) -> None:
     calibrator.write_calibration_cache(memoryview(format_cache({"images": 1.0}).encode()))
     assert read_cache(cache).scales == pytest.approx({"images": 1 / 127})
     assert calibrator.read_calibration_cache() == cache.read_bytes()
-    other_model = make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=fake_trt.make("10.3.0"), cudart=cudart)
+    # a cache is checked when the calibrator is made: TensorRT would swallow an error raised in its callbacks
     with pytest.raises(ArtifactError, match=r"not in the model \(e.g. 'images'\)"):
-        other_model.read_calibration_cache()
+        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=fake_trt.make("10.3.0"), cudart=cudart)
     calibrator.free()
-    other_model.free()
     assert not cudart.blocks
     cache.write_text("garbage")
     with pytest.raises(Exception, match="not a TensorRT calibration cache"):
-        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart).read_calibration_cache()
+        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart)
+
+
+def test_calibrator_keeps_errors_that_tensorrt_would_swallow(tmp_path: Path) -> None:
+    class NoMemory(FakeCudart):
+        def cudaMalloc(self, size: int) -> tuple[int, int]:  # noqa: N802
+            return 2, 0  # cudaErrorMemoryAllocation
+
+    calibrator = make_entropy_calibrator(CalibrationBatches(_inputs(2), 1, (3, 4, 5)), tmp_path / "m.calib", trt=fake_trt.make("10.3.0"), cudart=NoMemory())
+    assert calibrator.get_batch(["images"]) is None  # what TensorRT sees: no more data
+    assert isinstance(calibrator.error, EngineError) and "cudaMalloc" in calibrator.error.message
+    (tmp_path / "m.calib").write_text("garbage")  # replaced between the check and TensorRT's read
+    assert calibrator.read_calibration_cache() is None and calibrator.error.message.startswith("CUDA cudaMalloc")  # the first error is kept
 
 
 def test_tensorrt_11_has_no_implicit_calibration(tmp_path: Path) -> None:
