@@ -97,3 +97,26 @@ def test_preprocessor_on_a_cuda_python_stream_matches_the_cpu_path() -> None:
     assert np.abs(out.copy_to_host() - want).max() <= 1 / 255 + 1e-6
     assert pre.gpu_ms is not None and pre.gpu_ms > 0
     cudart.cudaStreamDestroy(stream)
+
+
+def test_kernel_arithmetic_stays_float32() -> None:
+    """Jetson GPUs run float64 at a small fraction of the float32 rate: type the kernel's body
+    with numba on the CPU (cuda.grid replaced by arguments) and look for float64 values."""
+    pytest.importorskip("numba")
+    import inspect
+    import io
+
+    from numba import njit
+
+    import edgecv.cuda._kernels as kernels
+
+    source = inspect.getsource(kernels.letterbox_normalize.py_func)
+    source = source.replace("@cuda.jit\n", "").replace("def letterbox_normalize(src,", "def cpu_twin(x, y, src,").replace("    x, y = cuda.grid(2)\n", "")
+    namespace = dict(vars(kernels))
+    exec(source, namespace)  # noqa: S102 - our own kernel's source
+    twin = njit(namespace["cpu_twin"])
+    f32 = np.float32
+    twin(3, 4, np.zeros((10, 12, 3), np.uint8), np.zeros((1, 3, 8, 8), f32), f32(1.2), f32(1.5), 8, 8, 0, 0, f32(114), np.zeros(3, f32), np.ones(3, f32), True)
+    typed = io.StringIO()
+    twin.inspect_types(file=typed)
+    assert not [line for line in typed.getvalue().splitlines() if "::" in line and "float64" in line]
