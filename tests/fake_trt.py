@@ -233,6 +233,8 @@ class FakeCudart:
         self.graph_launches = 0
         self.copies_2d: list[tuple[int, int, int, int]] = []  # (dpitch, spitch, width, height)
         self.current_device: dict[int, int] = {}
+        self.waits: list[tuple[int, int]] = []
+        self.errors_cleared = 0
         self.stream_devices: dict[int, int] = {}
 
     def capture(self, stream: int, work: Any) -> bool:
@@ -333,4 +335,12 @@ class FakeCudart:
         return 0, 1.25
 
     def cudaEventDestroy(self, event: int) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    def cudaStreamWaitEvent(self, stream: int, event: int, flags: int) -> tuple[int]:  # noqa: N802
+        self.waits.append((stream, event))
+        return (0,)
+
+    def cudaGetLastError(self) -> tuple[int]:  # noqa: N802
+        self.errors_cleared += 1
         return (0,)

@@ -7,8 +7,11 @@
 - Buffers: device memory and pinned host memory from cuda-python, grown on demand
   (a larger batch or letterbox reallocates once, then is reused).
 - Threads: each thread gets its own execution context, stream and buffers, created on
-  first use (TensorRT contexts are not thread-safe; the engine is). No CUDA context
-  push/pop is needed: cuda-python's runtime API uses the primary context.
+  first use (TensorRT contexts are not thread-safe; the engine is) and kept until
+  ``close()``: call a model from a fixed set of threads (a pool), not a new thread per
+  frame. No CUDA context push/pop is needed: cuda-python's runtime API uses the primary context.
+- Inputs already on the GPU (``infer_on_device``) are ordered after the stream that made
+  them (``__cuda_array_interface__["stream"]``) with an event, without a host sync.
 - In-graph NMS (``num_dets``, ``boxes``, ``scores``, ``classes`` [, ``mask_coefs``]): the count
   comes back first, then only the first ``num_dets`` rows of each per-detection output.
 - ``cuda_graph=True``: static shapes are captured once into a CUDA graph and replayed (one
@@ -83,6 +86,7 @@ class _ThreadState:
         self.stream = check_cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
         # CUDA events around the enqueue: the GPU's own time for the network, apart from copies and host work
         self.events = (check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"), check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
+        self.handoff = check_cuda(cudart, cudart.cudaEventCreate(), "cudaEventCreate")  # orders device inputs from another stream
         self.buffers: dict[str, _Buffer] = {}
         self.inputs: dict[str, tuple[tuple[int, ...], int]] = {}  # name -> (shape, device address) of the last call
         self.graph: Any = None  # instantiated CUDA graph (cudaGraphExec_t) of one enqueue
@@ -198,6 +202,8 @@ class TensorRTEngine(BaseEngine):
     def infer_on_device(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Like :meth:`infer`, with inputs already on the GPU (objects with ``__cuda_array_interface__``,
         e.g. the output of :func:`edgecv.cuda.preprocess.preprocess_cuda`): no upload, no host copy."""
+        from edgecv.engine.trt_compat import check_cuda
+
         if self._closed:
             raise EngineError(f"{self.path.name}: engine is closed", hint="load the model again")
         st = self._state()
@@ -212,6 +218,10 @@ class TensorRTEngine(BaseEngine):
                 raise EngineError(f"{self.path.name}: input {spec.name} on the GPU must be C-contiguous")
             self._set_shape(st, spec.name, shape)
             self._set_address(st, spec.name, shape, int(interface["data"][0]))
+            producer = interface.get("stream")  # CUDA array interface v3: the stream the data was written on
+            if producer is not None and int(producer) != int(st.stream):
+                check_cuda(self._cudart, self._cudart.cudaEventRecord(st.handoff, int(producer)), "cudaEventRecord")
+                check_cuda(self._cudart, self._cudart.cudaStreamWaitEvent(st.stream, st.handoff, 0), "cudaStreamWaitEvent")
         return self._execute(st)
 
     def _set_shape(self, st: _ThreadState, name: str, shape: tuple[int, ...]) -> None:
@@ -221,10 +231,13 @@ class TensorRTEngine(BaseEngine):
                 hint="rebuild with a profile that covers it (build-engine --batch MIN:OPT:MAX), or feed the built size",
             )
 
-    @staticmethod
-    def _set_address(st: _ThreadState, name: str, shape: tuple[int, ...], ptr: int) -> None:
-        st.context.set_tensor_address(name, ptr)
+    def _set_address(self, st: _ThreadState, name: str, shape: tuple[int, ...], ptr: int) -> None:
+        self._bind(st, name, ptr)
         st.inputs[name] = (shape, ptr)
+
+    def _bind(self, st: _ThreadState, name: str, ptr: int) -> None:
+        if st.context.set_tensor_address(name, ptr) is False:
+            raise EngineError(f"{self.path.name}: TensorRT refused the address of tensor {name!r} (misaligned device memory?)")
 
     def _execute(self, st: _ThreadState) -> dict[str, np.ndarray]:
         from edgecv.engine.trt_compat import check_cuda
@@ -237,7 +250,7 @@ class TensorRTEngine(BaseEngine):
                 raise EngineError(f"{self.path.name}: output {spec.name} has a data-dependent shape {shape}", hint="export with fixed-size outputs (--nms gives num_dets/boxes/...)")
             buf = st.buffers.setdefault(spec.name, _Buffer())
             buf.ensure(cudart, int(np.prod(shape)) * spec.dtype.itemsize)
-            st.context.set_tensor_address(spec.name, buf.device)
+            self._bind(st, spec.name, buf.device)
             shapes[spec.name] = shape
         check_cuda(cudart, cudart.cudaEventRecord(st.events[0], st.stream), "cudaEventRecord")
         self._enqueue(st, shapes)
@@ -282,6 +295,7 @@ class TensorRTEngine(BaseEngine):
             cudart.cudaGraphDestroy(graph)  # the instantiated graph does not need its template
         if not isinstance(err, str) and int(err) == 0:
             return True
+        cudart.cudaGetLastError()  # clear the capture's error, so the next plain enqueue does not see it (as trtexec does)
         st.graph, st.graph_ok = None, False
         log.warning(
             "%s: TensorRT could not be captured into a CUDA graph (%s); running it with plain enqueues",
@@ -335,7 +349,7 @@ class TensorRTEngine(BaseEngine):
                     buf.free(self._cudart)
                 state.drop_graph(self._cudart)
                 self._cudart.cudaStreamDestroy(state.stream)
-                for event in state.events:
+                for event in (*state.events, state.handoff):
                     self._cudart.cudaEventDestroy(event)
                 state.context = None
             self._states.clear()

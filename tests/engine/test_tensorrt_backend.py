@@ -213,6 +213,12 @@ def test_inputs_already_on_the_gpu_skip_the_upload(engine_file: Path) -> None:
     out = engine.infer_on_device({"images": DeviceArray()})["output0"]
     np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
     assert "images" not in engine._state().buffers  # nothing uploaded
+    assert not cudart.waits  # no producer stream named: nothing to wait for
+    for stream, waits in ((engine.stream, 0), (77, 1)):  # written on another stream: TensorRT's stream waits on an event
+        DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "stream": stream}
+        engine.infer_on_device({"images": DeviceArray()})
+        assert len(cudart.waits) == waits
+    assert cudart.waits == [(engine._state().stream, engine._state().handoff)]
     DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "typestr": "<f2"}
     with pytest.raises(EngineError, match="on the GPU"):
         engine.infer_on_device({"images": DeviceArray()})
@@ -279,6 +285,6 @@ def test_engine_that_cannot_be_captured_falls_back_to_enqueues(engine_file: Path
     x = np.random.default_rng(5).random((1, 3, 32, 32), dtype=np.float32)
     for _ in range(4):
         np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
-    assert cudart.graph_launches == 0 and not cudart.captures
+    assert cudart.graph_launches == 0 and not cudart.captures and cudart.errors_cleared == 1
     assert sum("could not be captured into a CUDA graph" in r.message for r in caplog.records) == 1
     engine.close()
