@@ -8,8 +8,10 @@
 Threads: on ONNX Runtime one model may be called from several threads at once
 (``InferenceSession.run`` is thread-safe and the model keeps no per-call state);
 the thresholds (``conf``, ``iou``, ``classes``) are shared, so set them before the
-threads start. For the highest throughput on a Jetson, run one model in one worker
-thread and feed it the newest frame (what ``edgecv run`` does).
+threads start. On TensorRT each thread gets its own context, stream and buffers, and a
+frame's ``preprocess`` and ``infer`` belong on the same thread (the GPU preprocessing
+runs on that thread's stream). For the highest throughput on a Jetson, run one model
+in one worker thread and feed it the newest frame (what ``edgecv run`` does).
 """
 
 from __future__ import annotations
