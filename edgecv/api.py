@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgecv.artifact import ModelMeta
+from edgecv.cuda.preprocess import on_device
 from edgecv.engine.base import BaseEngine
 from edgecv.engine.registry import load_engine
 from edgecv.errors import ConfigError
@@ -81,7 +82,7 @@ class Model:
         return pre
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if any(hasattr(v, "__cuda_array_interface__") or hasattr(v, "copy_to_host") for v in feeds.values()):
+        if any(on_device(v) for v in feeds.values()):
             return self.engine.infer_on_device(feeds)  # type: ignore[attr-defined]
         return self.engine.infer(feeds)
 
@@ -92,7 +93,8 @@ class Model:
         spent while ``infer`` waits for that stream. It is measured with CUDA events and moved
         from ``infer`` to ``pre``; the sum is unchanged. Without GPU preprocessing the times are returned as given.
         """
-        gpu = self._gpu_preprocessor().gpu_ms if self.gpu_preprocess and hasattr(self._local, "gpu_pre") else None
+        pre = getattr(self._local, "gpu_pre", None) if self.gpu_preprocess else None
+        gpu = pre.gpu_ms if pre is not None else None
         if gpu is None:
             return pre_ms, infer_ms
         moved = min(gpu, infer_ms)

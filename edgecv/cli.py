@@ -609,7 +609,7 @@ def run(
     if cuda_graph:
         from edgecv.engine.registry import backend_for
 
-        if backend_for(Path(path)) != "tensorrt":
+        if backend_for(path) != "tensorrt":
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     loaded = edgecv.load(path, conf=conf, iou=iou, classes=_int_list(classes, "--classes"), task=task, names=_names(names), **options)

@@ -10,13 +10,13 @@ The layout comes from :func:`edgecv.vision.letterbox.letterbox_geometry`, as on 
 
 The kernel is numba.cuda: the same code runs on a GPU and, with
 ``NUMBA_ENABLE_CUDASIM=1``, in numba's CUDA simulator on a CPU, which is how CI runs it
-(the tests compare it with the CPU path). It launches on the caller's CUDA stream
-(``numba.cuda.external_stream``), e.g. the TensorRT engine's, so no extra sync is needed.
+(the tests compare it with the CPU path).
 
-:class:`GpuPreprocessor` is what the run loop uses: buffers kept from frame to frame
-(pinned staging and upload, or zero-copy mapped memory on a Jetson), a stable output
-address (so a TensorRT CUDA graph can replay on it) and CUDA-event timing of the stage.
-:func:`preprocess_cuda` is the one-shot form.
+:class:`GpuPreprocessor` launches it on the caller's CUDA stream
+(``numba.cuda.external_stream``), e.g. the TensorRT engine's, so no extra sync is
+needed, with buffers kept from frame to frame (pinned staging and upload, or zero-copy
+mapped memory on a Jetson), a stable output address (so a TensorRT CUDA graph can replay
+on it) and CUDA-event timing of the stage.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def _integrated_gpu(cuda: Any) -> bool:
     return bool(getattr(device(), "INTEGRATED", 0)) if device is not None else False
 
 
-def _on_device(frame: Any) -> bool:
-    return hasattr(frame, "__cuda_array_interface__") or hasattr(frame, "copy_to_host")
+def on_device(array: Any) -> bool:
+    """True for a GPU array (``__cuda_array_interface__``, or a numba device array, simulator included)."""
+    return hasattr(array, "__cuda_array_interface__") or hasattr(array, "copy_to_host")
 
 
 def _check_frame(frame: Any) -> None:
@@ -147,7 +148,7 @@ class GpuPreprocessor:
         if self._pending:
             end.synchronize()  # the previous frame's upload and kernel may still read the staging buffer
         start.record(self.stream)
-        src = frame if _on_device(frame) else self._upload(frame)
+        src = frame if on_device(frame) else self._upload(frame)
         out_h, out_w = geometry.out
         if self._out is None or tuple(self._out.shape) != (1, 3, out_h, out_w):
             self._out = self._cuda.device_array((1, 3, out_h, out_w), np.float32, stream=self.stream)
@@ -175,29 +176,3 @@ class GpuPreprocessor:
         start, end = self._events
         end.synchronize()
         return float(start.elapsed_time(end))
-
-
-def preprocess_cuda(frame: np.ndarray | Any, meta: ModelMeta, *, stream: Any = 0, out: Any = None) -> tuple[Any, LetterboxTransform]:
-    """Letterbox + normalize ``frame`` (BGR uint8 (H, W, 3), host or numba device array) on the GPU.
-
-    Args:
-        frame: the camera frame; a host array is uploaded once on ``stream``.
-        meta: the model's metadata (input size, stride when dynamic, pad value, color, mean/std, pad_align).
-        stream: a numba stream, or an int CUDA stream handle (wrapped with ``cuda.external_stream``).
-        out: a (1, 3, h, w) float32 device array to write into (e.g. the engine's input buffer).
-
-    Returns:
-        The (1, 3, h, w) float32 device array and the transform that maps boxes back.
-    """
-    cuda = require("numba.cuda", extra="tensorrt")
-    geometry = _geometry(frame, meta)
-    stream = _as_stream(cuda, stream)
-    src = frame if _on_device(frame) else cuda.to_device(np.ascontiguousarray(frame), stream=stream)
-    out_h, out_w = geometry.out
-    if out is None:
-        out = cuda.device_array((1, 3, out_h, out_w), np.float32, stream=stream)
-    elif tuple(out.shape) != (1, 3, out_h, out_w):
-        raise ValueError(f"output buffer is {tuple(out.shape)}, this frame needs (1, 3, {out_h}, {out_w})")
-    mean, inv_std = normalization(meta)
-    _launch(src, out, geometry, meta, cuda.to_device(mean, stream=stream), cuda.to_device(inv_std, stream=stream), stream)
-    return out, geometry.transform

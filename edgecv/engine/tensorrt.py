@@ -201,7 +201,7 @@ class TensorRTEngine(BaseEngine):
 
     def infer_on_device(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Like :meth:`infer`, with inputs already on the GPU (objects with ``__cuda_array_interface__``,
-        e.g. the output of :func:`edgecv.cuda.preprocess.preprocess_cuda`): no upload, no host copy."""
+        e.g. the output of :class:`edgecv.cuda.preprocess.GpuPreprocessor`): no upload, no host copy."""
         from edgecv.engine.trt_compat import check_cuda
 
         if self._closed:

@@ -299,14 +299,12 @@ def run_pipeline(
                 summary.age.add(age_ms)
             if gpu_pre:
                 feeds, transform = model.preprocess(frame.image)
-                t_pre = perf()
-                outputs = model.infer(feeds)
-                t2 = perf()
-                pre_ms, infer_ms = model.stage_ms((t_pre - t1) * 1e3, (t2 - t_pre) * 1e3)
-            else:
-                outputs = model.infer(feeds)
-                t2 = perf()
-                infer_ms = (t2 - t1) * 1e3
+            t_pre = perf()
+            outputs = model.infer(feeds)
+            t2 = perf()
+            infer_ms = (t2 - t_pre) * 1e3
+            if gpu_pre:
+                pre_ms, infer_ms = model.stage_ms((t_pre - t1) * 1e3, infer_ms)
             result = model.postprocess(outputs, transform)
             t3 = perf()
             timings = StageTimings(frame.capture_ms, pre_ms, infer_ms, (t3 - t2) * 1e3, 0.0)

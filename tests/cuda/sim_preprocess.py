@@ -10,7 +10,7 @@ import json
 import numpy as np
 
 from edgecv.artifact import ModelMeta
-from edgecv.cuda.preprocess import preprocess_cuda
+from edgecv.cuda.preprocess import GpuPreprocessor
 from edgecv.vision.letterbox import preprocess
 
 CASES = [
@@ -27,7 +27,7 @@ for h, w, ih, iw, dynamic, color, mean, std, align in CASES:
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     meta = ModelMeta("detect", ("a",), (ih, iw), "yolov8", dynamic=dynamic, stride=16, color=color, mean=mean, std=std, pad_align=align)
     want, t_cpu = preprocess(frame, meta)
-    got, t_gpu = preprocess_cuda(frame, meta)
+    got, t_gpu = GpuPreprocessor(meta)(frame)
     got = got.copy_to_host()
     scale = float(max(1.0, np.max(1.0 / np.asarray(std))))  # a 1-level difference is 1/255/std after normalization
     print(json.dumps({
