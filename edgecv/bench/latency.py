@@ -41,6 +41,7 @@ class BenchConfig:
     chunk: int = 10
     backend: str = "auto"
     cuda_graph: bool = False  # TensorRT entries replay a captured CUDA graph (see TensorRTEngine)
+    gpu_preprocess: bool = True  # TensorRT entries preprocess with the CUDA kernel where they can (Model.gpu_preprocess)
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.iterations <= 0:
@@ -158,8 +159,8 @@ def _open(
         record.status = "error"
         record.error = f"input batch is fixed at {batch_dim}; export with a dynamic batch to bench batch {batch}"
         return record, None
-    if batch > 1:
-        model.gpu_preprocess = False  # frames are batched on the host
+    if batch > 1 or not cfg.gpu_preprocess:
+        model.gpu_preprocess = False  # batch > 1: frames are batched on the host
     feeds, _ = model.preprocess(frames[0])
     record.input_shape = [batch, *[int(d) for d in next(iter(feeds.values())).shape[1:]]]
     return record, model

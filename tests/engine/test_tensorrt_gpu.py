@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +93,8 @@ def test_nms_engine_runs_the_gpu_path_and_matches_onnxruntime(workdir: Path) -> 
 
 
 def test_enqueue_only_vs_end_to_end_timing(workdir: Path) -> None:
-    """Prints the GPU time of the network (CUDA events) against the whole call and the whole frame."""
-    import edgecv
-    from edgecv.bench.latency import synthetic_frames
+    """Prints the GPU time of the network (CUDA events) against the whole call and the whole frame, measured by `edgecv bench`'s loop."""
+    from edgecv.bench.latency import BenchConfig, benchmark, synthetic_frames
     from edgecv.engine.builder import BuildOptions, build_engine
 
     engine = workdir / "det.fp16.engine"
@@ -105,23 +103,9 @@ def test_enqueue_only_vs_end_to_end_timing(workdir: Path) -> None:
     frames = synthetic_frames(16)
     rows = {}
     for graph in (False, True):
-        with edgecv.load(engine, cuda_graph=graph) as model:
-            for frame in frames:  # warm-up (and the capture)
-                model(frame)
-            gpu, infer, e2e = [], [], []
-            for k in range(200):
-                frame = frames[k % len(frames)]
-                t0 = time.perf_counter()
-                feeds, transform = model.preprocess(frame)
-                t1 = time.perf_counter()
-                outputs = model.infer(feeds)
-                t2 = time.perf_counter()
-                model.postprocess(outputs, transform)
-                t3 = time.perf_counter()
-                gpu.append(model.engine.last_gpu_ms)
-                infer.append((t2 - t1) * 1e3)
-                e2e.append((t3 - t0) * 1e3)
-            rows[f"cuda_graph={graph}"] = {k: round(float(np.median(v)), 3) for k, v in (("enqueue_gpu_ms", gpu), ("infer_ms", infer), ("e2e_ms", e2e))}
+        record = benchmark([str(engine)], BenchConfig(warmup=16, iterations=200, cuda_graph=graph), frames).results[0]  # warm-up includes the capture
+        assert record.ok, record.error
+        rows[f"cuda_graph={graph}"] = {k: round(record.stages[stage].p50, 3) for k, stage in (("enqueue_gpu_ms", "gpu"), ("infer_ms", "infer"), ("e2e_ms", "e2e"))}
     print(json.dumps(rows))
     for row in rows.values():
         assert 0 < row["enqueue_gpu_ms"] <= row["infer_ms"] <= row["e2e_ms"]
