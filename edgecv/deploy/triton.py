@@ -381,7 +381,7 @@ def write_repository(models: Sequence[Path], repo: Path, cfg: TritonConfig, *, o
             atomic_write_bytes(folder / "config.pbtxt", dumps(config).encode())
             written.append(folder / "config.pbtxt")
         deployed.append(DeployedModel(name, spec, tuple(written), f"{name}_ensemble" if cfg.ensemble else None))
-        log.info("wrote Triton model %s (%s) from %s", name, configs[name].get("platform") or configs[name].get("backend"), spec.path)
+        log.debug("wrote Triton model %s (%s) from %s", name, configs[name].get("platform") or configs[name].get("backend"), spec.path)
     return deployed
 
 
