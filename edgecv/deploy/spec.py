@@ -101,7 +101,7 @@ def _read_engine(path: Path, onnx: Path | None) -> ArtifactSpec:
             named = f" ({info['source_onnx']})" if info.get("source_onnx") else ""
             raise ArtifactError(
                 f"{path.name}: its tensor names and types come from the ONNX it was built from{named}, which is not next to it",
-                hint=f"pass it: --onnx MODEL.onnx (the file given to `edgecv build-engine`); the plan itself cannot be read without TensorRT",
+                hint="pass it: --onnx MODEL.onnx (the file given to `edgecv build-engine`); the plan itself cannot be read without TensorRT",
             )
         _, inputs, outputs = _read_onnx(Path(source))
         log.info("%s: tensors read from %s", path.name, source)

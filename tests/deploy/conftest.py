@@ -18,15 +18,14 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, det_onnx: Path, seg_onnx
     static (fixed batch 1, foreign), and engines built by the fake TensorRT (fp32 on 10, fp16 on 11, int8 from a cache on 10)."""
     pytest.importorskip("onnx")
     import fake_trt
+    from tiny_models import constant_yolo, yolo_raw
 
     from edgecv.engine.builder import BuildOptions, build_engine
-    from edgecv.export.convert import NmsOptions, convert_onnx
+    from edgecv.export.convert import NmsOptions, convert_onnx, read_meta
     from edgecv.export.graph import load_onnx, save_onnx, set_metadata
-    from edgecv.export.convert import read_meta
     from edgecv.quant import qdq
     from edgecv.quant.collect import collect_stats
     from edgecv.quant.trt_cache import write_cache
-    from tiny_models import constant_yolo, yolo_raw
 
     out = tmp_path_factory.mktemp("artifacts")
     paths = {"det": Path(shutil.copy(det_onnx, out / "det.onnx")), "seg": Path(shutil.copy(seg_onnx, out / "seg.onnx"))}
