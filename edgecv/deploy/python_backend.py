@@ -120,7 +120,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         if self.step == "onnxruntime":
-            return [self._guard(self._infer, r) for r in requests]
+            return self._infer_merged(requests) if self.batched and len(requests) > 1 else [self._guard(self._infer, r) for r in requests]
         if self.step == "preprocess":
             return [self._guard(self._pre, r) for r in requests]
         return [self._guard(self._post, r) for r in requests]
@@ -150,6 +150,41 @@ class TritonPythonModel:
     def _infer(self, request: Any) -> dict[str, np.ndarray]:
         feeds = {spec.name: self._input(request, spec.name) for spec in self.engine.inputs}
         return {k: np.asarray(v) for k, v in self.engine.infer(feeds).items()}
+
+    def _infer_merged(self, requests: list[Any]) -> list[Any]:
+        """What the dynamic batcher is for: requests of the same shape go through the network as one batch.
+
+        Requests are grouped by their inputs' shapes (batch dim aside), each group is concatenated,
+        run once and split back; a group that fails is retried request by request, so one bad
+        request fails alone.
+        """
+        responses: list[Any] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        feeds: list[dict[str, np.ndarray] | None] = []
+        for i, request in enumerate(requests):
+            try:
+                feed = {spec.name: self._input(request, spec.name) for spec in self.engine.inputs}
+            except Exception:
+                feeds.append(None)
+                responses[i] = self._guard(self._infer, request)
+                continue
+            feeds.append(feed)
+            key = tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(feed.items()))
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            try:
+                merged = {k: np.concatenate([feeds[i][k] for i in members]) for k in feeds[members[0]]}  # type: ignore[index]
+                out = self.engine.infer(merged)
+                start = 0
+                for i in members:
+                    n = next(iter(feeds[i].values())).shape[0]  # type: ignore[union-attr]
+                    tensors = {k: np.ascontiguousarray(v[start : start + n]) for k, v in out.items()}
+                    responses[i] = self.pb.InferenceResponse(output_tensors=[self.pb.Tensor(k, v) for k, v in tensors.items()])
+                    start += n
+            except Exception:
+                for i in members:
+                    responses[i] = self._guard(self._infer, requests[i])
+        return responses
 
     def _post(self, request: Any) -> dict[str, np.ndarray]:
         transform = transform_from_array(self._input(request, TRANSFORM))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class TritonEngine(BaseEngine):
         threads: not applicable (a server's threads are set on the server); must be None.
 
     Outputs are fresh arrays per call. A request that fails raises :class:`EngineError`.
+    Threads: tritonclient's gRPC client is thread-safe; its HTTP client is not, so each thread
+    that calls ``infer`` over HTTP gets its own connection (all closed by ``close``).
     """
 
     backend = "triton"
@@ -102,18 +105,13 @@ class TritonEngine(BaseEngine):
             raise ConfigError(f"timeout must be positive, got {timeout_s}")
         self.protocol, self.address, ssl = parse_url(url)
         self.url, self.model_name, self.version, self.timeout_s = url, server_model_name(model), str(version or ""), timeout_s
-        if client is not None:
-            self.client = client
-        elif self.protocol == "grpc":
-            self.module = require("tritonclient.grpc", extra="triton")
-            self.client = self.module.InferenceServerClient(self.address, ssl=ssl)
-        else:
-            self.module = require("tritonclient.http", extra="triton")
-            self.client = self.module.InferenceServerClient(
-                self.address, ssl=ssl, connection_timeout=timeout_s, network_timeout=timeout_s
-            )
-        if client is not None:
-            self.module = require(f"tritonclient.{self.protocol}", extra="triton")
+        self._ssl = ssl
+        self.module = require(f"tritonclient.{self.protocol}", extra="triton")
+        self.client = client if client is not None else self._new_client()
+        self._local = threading.local()
+        self._local.client = self.client
+        self._clients = [self.client]
+        self._lock = threading.Lock()
         metadata, config = self._describe()
         self.max_batch = int(config.get("max_batch_size", 0) or 0)
         inputs = [self._spec(t) for t in metadata.get("inputs", [])]
@@ -125,6 +123,22 @@ class TritonEngine(BaseEngine):
         self.meta_source = "edgecv metadata (server config)" if _edgecv_param(config) else "recognised from the output layout (no edgecv metadata)"
 
     # ------------------------------------------------------------ setup
+    def _new_client(self) -> Any:
+        if self.protocol == "grpc":
+            return self.module.InferenceServerClient(self.address, ssl=self._ssl)
+        return self.module.InferenceServerClient(self.address, ssl=self._ssl, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+
+    def _thread_client(self) -> Any:
+        """gRPC: the one client (thread-safe); HTTP: this thread's own (tritonclient.http is single-threaded)."""
+        if self.protocol == "grpc":
+            return self.client
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new_client()
+            with self._lock:
+                self._clients.append(client)
+        return client
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from tritonclient.utils import InferenceServerException
 
@@ -211,7 +225,7 @@ class TritonEngine(BaseEngine):
             wanted = [self.module.InferRequestedOutput(s.name, binary_data=True) for s in self.outputs]
         else:
             wanted = [self.module.InferRequestedOutput(s.name) for s in self.outputs]
-        result = self._call("inference", self.client.infer, self.model_name, inputs, model_version=self.version, outputs=wanted)
+        result = self._call("inference", self._thread_client().infer, self.model_name, inputs, model_version=self.version, outputs=wanted)
         out = {}
         for spec in self.outputs:
             array = result.as_numpy(spec.name)
@@ -221,9 +235,12 @@ class TritonEngine(BaseEngine):
         return out
 
     def _close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
 
 
 def _edgecv_param(config: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig  # noqa: E402
 import edgecv  # noqa: E402
 from edgecv.data.synthetic import make_scene  # noqa: E402
 from edgecv.deploy.triton import TritonConfig, write_repository  # noqa: E402
+from edgecv.engine.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 
 
 class Tensor:
@@ -103,3 +104,24 @@ def test_bad_image_is_an_error_response_not_a_crash(artifacts: dict[str, Path], 
     bad, ok = pre.execute([{"IMAGE": Tensor("IMAGE", np.frombuffer(b"not an image", np.uint8)[None])}, {"IMAGE": Tensor("IMAGE", good)}])
     assert "not a decodable image" in str(bad.error) and bad.outputs == {}
     assert ok.error is None and ok.outputs["images"].shape == (1, 3, 192, 256)  # dynamic model: minimal stride-32 padding and ok.outputs["TRANSFORM"].shape == (1, 7)
+
+
+def test_network_step_merges_requests_into_one_batch(artifacts: dict[str, Path], tmp_path: Path, pb_utils: types.ModuleType) -> None:
+    write_repository([artifacts["det"]], tmp_path, TritonConfig(backend="python", device="cpu"))
+    core = load_model(tmp_path, "det")
+    runs: list[tuple[int, ...]] = []
+    infer = core.engine.infer
+    core.engine.infer = lambda feeds: runs.append(feeds["images"].shape) or infer(feeds)  # type: ignore[method-assign]
+    rng = np.random.default_rng(1)
+    a, b = rng.random((1, 3, 64, 96), np.float32), rng.random((2, 3, 64, 96), np.float32)
+    c = rng.random((1, 3, 96, 64), np.float32)
+    bad = np.zeros((1, 3, 64, 96), np.float64)  # wrong dtype: fails alone
+    requests = [{"images": Tensor("images", x)} for x in (a, b, c, bad)]
+    responses = core.execute(requests)
+    assert runs[:2] == [(3, 3, 64, 96), (1, 3, 96, 64)]  # a and b in one batch, c on its own
+    with OnnxRuntimeEngine(artifacts["det"], providers="cpu") as ort:
+        for x, r in zip((a, b, c), responses):
+            assert r.error is None
+            np.testing.assert_allclose(r.outputs["output0"], ort.infer({"images": x})["output0"], atol=1e-5)
+    assert responses[3].error is not None and "float64" in str(responses[3].error)
+    core.finalize()
