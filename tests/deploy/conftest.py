@@ -48,5 +48,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, det_onnx: Path, seg_onnx
     paths["engine_fp16"] = build_engine(paths["det"], out / "det_fp16.engine", BuildOptions(precision="fp16"), trt=fake_trt.make("11.1.0")).path
     cache = write_cache(out / "det.calib", {"images": 1.0})
     paths["engine_int8"] = build_engine(paths["det"], out / "det.int8.engine", BuildOptions(precision="int8", calib_cache=cache), trt=fake_trt.make("10.3.0")).path
+    # INT8 from the Q/DQ graph (how TensorRT 11 takes INT8)
+    paths["engine_qdq"] = build_engine(paths["det_int8"], out / "det_qdq.engine", BuildOptions(precision="int8"), trt=fake_trt.make("11.1.0")).path
     paths["engine_nms"] = build_engine(paths["det_nms"], out / "det_nms.engine", trt=fake_trt.make("10.3.0")).path
     return paths

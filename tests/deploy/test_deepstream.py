@@ -51,6 +51,9 @@ def test_segmenter_engine_and_precisions(artifacts: dict[str, Path], tmp_path: P
     assert int8["network-mode"] == "1" and (tmp_path / int8["int8-calib-file"]).name == "det.calib"
     qdq = read(write_deepstream(artifacts["det_int8"], tmp_path / "q.txt", DeepStreamConfig()).config)["property"]
     assert qdq["network-mode"] == "1"
+    result = write_deepstream(artifacts["engine_qdq"], tmp_path / "qe.txt", DeepStreamConfig())
+    qe = read(result.config)["property"]
+    assert qe["network-mode"] == "1" and "int8-calib-file" not in qe and any("Q/DQ" in n for n in result.notes)
     with pytest.raises(ConfigError, match="batch range"):
         write_deepstream(artifacts["engine"], tmp_path / "x.txt", DeepStreamConfig(batch_size=9))  # built 1:4:8
 

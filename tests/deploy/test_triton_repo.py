@@ -91,7 +91,7 @@ def test_fixed_batch_model_has_no_batching(artifacts: dict[str, Path], tmp_path:
         write_repository([artifacts["static"]], tmp_path / "b", TritonConfig(max_batch=4))
 
 
-@pytest.mark.parametrize("key", ["engine", "engine_fp16", "engine_int8", "engine_nms"])
+@pytest.mark.parametrize("key", ["engine", "engine_fp16", "engine_int8", "engine_qdq", "engine_nms"])
 def test_engines(artifacts: dict[str, Path], tmp_path: Path, key: str) -> None:
     path = artifacts[key]
     meta, info = read_sidecar(path)
@@ -102,10 +102,10 @@ def test_engines(artifacts: dict[str, Path], tmp_path: Path, key: str) -> None:
     check_against_onnx(config, path.parent / info["source_onnx"], batched=True)
     assert json.loads(config.parameters["edgecv.engine"].string_value)["tensorrt"] == info["tensorrt"]
     assert ModelMeta.from_dict(json.loads(config.parameters["edgecv.meta"].string_value)).precision == meta.precision
-    expected = {"engine": (8, [4, 8]), "engine_fp16": (16, [16]), "engine_int8": (16, [16]), "engine_nms": (16, [16])}[key]
+    expected = {"engine": (8, [4, 8])}.get(key, (16, [16]))
     assert (config.max_batch_size, list(config.dynamic_batching.preferred_batch_size)) == expected  # from --batch 1:4:8 or the default
     assert list(config.instance_group[0].gpus) == [0, 1]
-    assert meta.precision == {"engine": "fp32", "engine_fp16": "fp16", "engine_int8": "int8", "engine_nms": "fp32"}[key]
+    assert meta.precision == {"engine": "fp32", "engine_fp16": "fp16", "engine_int8": "int8", "engine_qdq": "int8", "engine_nms": "fp32"}[key]
 
 
 def test_engine_errors(artifacts: dict[str, Path], tmp_path: Path) -> None:

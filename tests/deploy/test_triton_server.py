@@ -85,6 +85,28 @@ def test_engine_protocol_against_the_server(server: TritonServer, artifacts: dic
     remote.close()
 
 
+def test_threads_share_one_model(server: TritonServer, artifacts: dict[str, Path]) -> None:
+    import threading
+
+    local = edgecv.load(artifacts["det"])
+    remote = edgecv.load("det", triton=server.http_url)  # HTTP: a connection per thread
+    frames = [make_scene(np.random.default_rng(s), 256, 256)[0] for s in range(3)]
+    wrong: list[int] = []
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            if not np.allclose(remote(frames[i]).xyxy, local(frames[i]).xyxy, atol=1e-4):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not wrong and not any(t.is_alive() for t in threads)
+    remote.close()
+
+
 def test_run_and_eval_against_the_server(server: TritonServer, demo_video: Path, shapes_val: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["run", "det", "--triton", server.grpc_url, "--source", str(demo_video), "--max-frames", "5", "--jsonl", str(tmp_path / "r.jsonl")])
