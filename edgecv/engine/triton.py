@@ -76,7 +76,7 @@ class TritonEngine(BaseEngine):
         model: the model's name in the server's repository (or the deployed file: its stem is the name).
         url: the server, ``http://host:8000`` or ``grpc://host:8001``.
         version: the model version ("" = the server's policy, normally the latest).
-        timeout_s: connect and per-request timeout.
+        timeout_s: per-request timeout (connecting gives up after at most 10 s).
         task, names: for a model without edgecv metadata (as for a foreign ONNX file).
         threads: not applicable (a server's threads are set on the server); must be None.
 
@@ -93,11 +93,10 @@ class TritonEngine(BaseEngine):
         *,
         url: str,
         version: str = "",
-        timeout_s: float = 10.0,
+        timeout_s: float = 60.0,
         task: str | None = None,
         names: Sequence[str] | None = None,
         threads: int | None = None,
-        client: Any = None,
     ) -> None:
         if threads is not None:
             raise ConfigError("--threads sets local ONNX Runtime threads; it does not apply to a Triton model", hint="set instance counts on the server (edgecv deploy triton --instances N)")
@@ -107,12 +106,16 @@ class TritonEngine(BaseEngine):
         self.url, self.model_name, self.version, self.timeout_s = url, server_model_name(model), str(version or ""), timeout_s
         self._ssl = ssl
         self.module = require(f"tritonclient.{self.protocol}", extra="triton")
-        self.client = client if client is not None else self._new_client()
+        self.client = self._new_client()
         self._local = threading.local()
         self._local.client = self.client
         self._clients = [self.client]
         self._lock = threading.Lock()
-        metadata, config = self._describe()
+        try:
+            metadata, config = self._describe()
+        except BaseException:
+            self._close()
+            raise
         self.max_batch = int(config.get("max_batch_size", 0) or 0)
         inputs = [self._spec(t) for t in metadata.get("inputs", [])]
         outputs = [self._spec(t) for t in metadata.get("outputs", [])]
@@ -126,7 +129,9 @@ class TritonEngine(BaseEngine):
     def _new_client(self) -> Any:
         if self.protocol == "grpc":
             return self.module.InferenceServerClient(self.address, ssl=self._ssl)
-        return self.module.InferenceServerClient(self.address, ssl=self._ssl, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+        return self.module.InferenceServerClient(
+            self.address, ssl=self._ssl, connection_timeout=min(self.timeout_s, 10.0), network_timeout=self.timeout_s
+        )
 
     def _thread_client(self) -> Any:
         """gRPC: the one client (thread-safe); HTTP: this thread's own (tritonclient.http is single-threaded)."""
