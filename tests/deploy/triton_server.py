@@ -29,6 +29,17 @@ def site_packages(venv: Path = VENV) -> Path | None:
     return found[0].parents[3] if found else None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux), so no server outlives its test."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,7 +85,9 @@ class TritonServer:
 
     def __enter__(self) -> TritonServer:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:  # bounded: gives up after ready_timeout_s
             if self.process.poll() is not None:
