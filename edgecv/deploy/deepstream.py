@@ -16,13 +16,14 @@
 Which outputs nvinfer parses without a custom library (``parse-bbox-func-name`` +
 ``custom-lib-path``), per NVIDIA's nvinfer documentation: a semantic segmenter's ``(C, H, W)``
 class map (network-type 2, edgecv's ``seg_logits``) and classifiers. Every detector layout edgecv
-writes needs a bounding-box parser: ``nms`` (the EfficientNMS layout: num_dets, boxes, scores,
-classes) matches the layout of ``NvDsInferParseCustomEfficientNMSTLT`` in DeepStream's own
-``libnvds_infercustomparser.so`` (shipped with DeepStream, sources in
-``sources/libs/nvdsinfer_customparser``), so that one is named in the config; the raw layouts
-(yolov8, yolov5, yolox, yolov8_seg) need a YOLO parser library you build (e.g. the community
-DeepStream-Yolo project), whose path you pass with ``custom_lib``. edgecv writes the keys and says
-which parser is missing; it does not ship a parser library.
+writes needs a bounding-box parse function from a library: ``nms`` (the EfficientNMS layout, in this
+order: num_dets int32, boxes float32 xyxy in network-input pixels, scores float32, classes int32) is
+exactly what ``NvDsInferParseCustomEfficientNMSTLT`` reads; that function is NVIDIA's, in the
+``post_processor`` of NVIDIA's deepstream_tao_apps, built once into ``libnvds_infercustomparser_tao.so``
+(not part of the DeepStream install), so the config names it and ``custom_lib`` gives the built
+library's path. The raw layouts (yolov8, yolov5, yolox, yolov8_seg) need a YOLO parser library
+(e.g. the community DeepStream-Yolo project). edgecv writes the keys and says which parser is
+needed; it does not ship a parser library.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from edgecv.errors import ConfigError
 log = logging.getLogger(__name__)
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
-# DeepStream's shipped parser library and the function that reads edgecv's in-graph NMS outputs
-DS_PARSER_LIB = "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so"
+# NVIDIA's parser (deepstream_tao_apps/post_processor) for the EfficientNMS layout of edgecv's in-graph NMS
+NMS_PARSER_LIB = "libnvds_infercustomparser_tao.so"
 NMS_PARSER = "NvDsInferParseCustomEfficientNMSTLT"
 # output layouts nvinfer parses with no parse-bbox function at all
 BUILTIN_LAYOUTS = {"seg_logits": "semantic segmentation (network-type 2): nvinfer's own parser takes the (C, H, W) class scores"}
@@ -155,13 +156,16 @@ def nvinfer_properties(spec: ArtifactSpec, cfg: DeepStreamConfig, model_ref: str
             props["custom-lib-path"] = str(cfg.custom_lib)
         elif meta.output_format == "nms":
             props["parse-bbox-func-name"] = NMS_PARSER
-            props["custom-lib-path"] = DS_PARSER_LIB
-            notes.append(f"in-graph NMS outputs are read by {NMS_PARSER} from DeepStream's own {Path(DS_PARSER_LIB).name}")
+            props["custom-lib-path"] = NMS_PARSER_LIB
+            notes.append(
+                f"in-graph NMS outputs are read by {NMS_PARSER}: build {NMS_PARSER_LIB} from NVIDIA's deepstream_tao_apps "
+                "(post_processor) and pass its path with --custom-lib (or edit custom-lib-path)"
+            )
         else:
             notes.append(
                 f"nvinfer has no built-in parser for the {meta.output_format} layout: build a YOLO bbox parser library "
-                "(e.g. DeepStream-Yolo) and pass --custom-lib LIB.so --parse-func NAME, or re-export with in-graph NMS "
-                "(edgecv convert --nms onnx) to use DeepStream's shipped EfficientNMS parser"
+                "(e.g. DeepStream-Yolo) and pass --custom-lib LIB.so --parse-func NAME, or convert with in-graph NMS "
+                f"(edgecv convert --nms onnx), whose outputs NVIDIA's {NMS_PARSER} reads"
             )
     else:
         props["segmentation-threshold"] = "0.0"  # take the arg-max class at every pixel
