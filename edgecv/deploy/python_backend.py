@@ -108,8 +108,7 @@ class TritonPythonModel:
             from edgecv.engine.onnxruntime import OnnxRuntimeEngine
 
             folder = Path(args["model_repository"]) / str(args["model_version"])
-            threads = int(params["threads"]) if params.get("threads") else None
-            self.engine = OnnxRuntimeEngine(folder / "model.onnx", providers="cpu", threads=threads)
+            self.engine = OnnxRuntimeEngine(folder / "model.onnx", providers="cpu")
         elif self.step == "postprocess":
             names = [n for n in self.input_names if n != TRANSFORM]
             self.post = postprocessor(
