@@ -20,6 +20,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "cuda": ("tensorrt", "cuda-python"),
     "imageio_ffmpeg": ("test", "imageio-ffmpeg"),
     "matplotlib": ("plot", "matplotlib"),
+    "tritonclient": ("triton", "tritonclient[http,grpc]"),
 }
 
 

@@ -255,14 +255,25 @@ def load(
     max_det: int = 300,
     task: str | None = None,
     names: Sequence[str] | None = None,
+    triton: str | None = None,
     **engine_options: Any,
 ) -> Detector | Segmenter:
     """Load ``path`` (.onnx or .engine) and return a Detector or Segmenter, chosen by the model's task.
 
     ``task``/``names`` describe ONNX files edgecv did not write; ``engine_options`` go
-    to the backend (ONNX Runtime: ``providers``, ``threads``).
+    to the backend (ONNX Runtime: ``providers``, ``threads``). With ``triton`` (a server URL,
+    ``http://host:8000`` or ``grpc://host:8001``) the network runs on that Triton server and
+    ``path`` names the model there (a deployed file's stem, or the name itself); pre- and
+    postprocessing stay local (see :mod:`edgecv.engine.triton`).
     """
-    engine = load_engine(path, backend, task=task, names=names, **engine_options)
+    if triton is not None:
+        if backend not in ("auto", "triton"):
+            raise ConfigError(f"triton= runs the model on a server; backend={backend!r} conflicts with it", hint="drop backend")
+        from edgecv.engine.triton import TritonEngine
+
+        engine: BaseEngine = TritonEngine(path, url=triton, task=task, names=names, **engine_options)
+    else:
+        engine = load_engine(path, backend, task=task, names=names, **engine_options)
     if engine.meta.task == "detect":
         return Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
     return Segmenter(engine)

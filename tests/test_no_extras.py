@@ -9,7 +9,7 @@ from pathlib import Path
 
 import edgecv
 
-BLOCKED = ["torch", "torchvision", "onnx", "onnxslim", "onnxscript", "torch_pruning", "tensorrt", "cuda", "pycuda", "pycocotools", "numba"]
+BLOCKED = ["torch", "torchvision", "onnx", "onnxslim", "onnxscript", "torch_pruning", "tensorrt", "cuda", "pycuda", "pycocotools", "numba", "tritonclient"]
 # the numba.cuda kernels themselves: imported only by the GPU path (edgecv.cuda.preprocess imports them lazily)
 NEEDS_NUMBA = ["edgecv.cuda._kernels"]
 
@@ -54,7 +54,7 @@ main()
 def test_every_command_help_works_without_extras() -> None:
     from edgecv.cli import app
 
-    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands] + [g.name for g in app.registered_groups]
     assert {"export", "run", "eval", "info"} <= set(commands)
     for command in commands:
         result = _run(CLI.format(blocked=BLOCKED), command, "--help")

@@ -42,6 +42,7 @@ class BenchConfig:
     backend: str = "auto"
     cuda_graph: bool = False  # TensorRT entries replay a captured CUDA graph (see TensorRTEngine)
     gpu_preprocess: bool = True  # TensorRT entries preprocess with the CUDA kernel where they can (Model.gpu_preprocess)
+    triton: str | None = None  # run the networks on this Triton server (models are names there; edgecv.engine.triton)
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.iterations <= 0:
@@ -144,11 +145,15 @@ def _open(
 
     record = ModelBench(model=str(path), batch=batch, name=Path(path).name, threads=cfg.threads)
     try:
-        backend = backend_for(Path(path), cfg.backend)
-        options = {"stop_spinning": True} if interleaved and backend == "onnxruntime" else {}
-        if cfg.cuda_graph and backend == "tensorrt":
-            options["cuda_graph"] = True
-        model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
+        if cfg.triton:
+            model = edgecv.load(path, triton=cfg.triton, threads=cfg.threads)
+            backend = "triton"
+        else:
+            backend = backend_for(Path(path), cfg.backend)
+            options = {"stop_spinning": True} if interleaved and backend == "onnxruntime" else {}
+            if cfg.cuda_graph and backend == "tensorrt":
+                options["cuda_graph"] = True
+            model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
     except EdgecvError as exc:
         record.status, record.error = "error", exc.message
         return record, None
@@ -267,7 +272,8 @@ def add_accuracy(report: BenchReport, data: Path, *, max_images: int | None = No
         if not record.ok or record.model in by_model:
             continue
         try:
-            with edgecv.load(record.model, conf=0.001, iou=0.6, threads=report.config.get("threads")) as model:
+            remote = {"triton": report.config["triton"]} if report.config.get("triton") else {}
+            with edgecv.load(record.model, conf=0.001, iou=0.6, threads=report.config.get("threads"), **remote) as model:
                 metrics = evaluate(model, dataset, progress=progress, max_images=max_images).to_dict()
             metric = "map" if record.task == "detect" else "miou"
             by_model[record.model] = {"metric": metric, "value": metrics[metric], **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}

@@ -27,6 +27,7 @@ def evaluate(
     max_images: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
+    triton: Annotated[str | None, typer.Option(help="Run the network on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODEL is its name there.")] = None,
 ) -> None:
     """Measure accuracy: COCO mAP for detectors, mIoU for segmenters.
 
@@ -38,7 +39,7 @@ def evaluate(
     from edgecv.data.datasets import open_dataset
 
     dataset = open_dataset(data)
-    loaded = edgecv.load(model, conf=conf, iou=iou, threads=threads)
+    loaded = edgecv.load(model, conf=conf, iou=iou, threads=threads, **({"triton": triton} if triton else {}))
     total = min(len(dataset), max_images) if max_images else len(dataset)
     with loaded, progress_bar("eval", total, state["quiet"]) as update:
         metrics = run_eval(loaded, dataset, progress=update, max_images=max_images)
@@ -86,6 +87,7 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON (schema edgecv.bench/1).", rich_help_panel="Output")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per model and batch size.", rich_help_panel="Output")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: latency distribution and latency vs accuracy (needs edgecv[plot]).", rich_help_panel="Output")] = None,
+    triton: Annotated[str | None, typer.Option(help="Run the networks on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODELS are names there.", rich_help_panel="Measurement")] = None,
 ) -> None:
     """Measure latency (p50/p90/p99 per stage, FPS) of models side by side, with accuracy when --data is given.
 
@@ -105,8 +107,10 @@ def bench(
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
         warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(int_list(batch, "--batch") or [1]), threads=threads,
-        cuda_graph=cuda_graph,
+        cuda_graph=cuda_graph, triton=triton,
     )
+    if triton and (loop or cuda_graph):
+        raise ConfigError("--loop and --cuda-graph run local models; they do not apply with --triton", hint="drop them")
     frames = frames_from(source) if source else synthetic_frames()
     environment = collect_environment()
     with progress_bar("bench", None, state["quiet"]) as update:

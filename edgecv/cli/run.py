@@ -39,6 +39,7 @@ def run(
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay the network as one CUDA graph (static shapes).", rich_help_panel="Model")] = False,
+    triton: Annotated[str | None, typer.Option(help="Run the network on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODEL is its name there (or the deployed file).", rich_help_panel="Model")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
@@ -60,6 +61,10 @@ def run(
         raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
+    if triton is not None:
+        if cuda_graph:
+            raise ConfigError("--cuda-graph applies to local TensorRT engines, not a Triton model", hint="drop --cuda-graph")
+        options = {"triton": triton} | ({"threads": threads} if threads is not None else {})
     if cuda_graph:
         from edgecv.engine.registry import backend_for
 
