@@ -35,7 +35,8 @@ from edgecv.stream.stats import LatencyStats
 log = logging.getLogger(__name__)
 
 STAGES = ("capture", "pre", "infer", "post", "sink", "total")
-_SAMPLES_MAX = 16384  # timings waiting to be drained (drained every 0.5 s; more is counted as lost)
+_SAMPLES_MAX = 16384  # timings waiting to be drained (every 0.5 s): room for 30,000 FPS
+_SETTLE_S = 0.02
 _FPS_WINDOW_S = 2.0
 
 Annotate = Callable[[np.ndarray, Any], Any]
@@ -71,7 +72,7 @@ class Channel:
         # written by the loop thread only
         self.frames = 0
         self._latest: tuple[int, np.ndarray, Any] | None = None
-        self._samples: deque[tuple[float, ...]] = deque(maxlen=_SAMPLES_MAX)
+        self._samples: deque[tuple[float, Any, float]] = deque(maxlen=_SAMPLES_MAX)
         self._counters: Counters | None = None
         # server side
         self._stats_lock = threading.Lock()
@@ -79,8 +80,6 @@ class Channel:
         self.age = LatencyStats("age", window=1000)
         self.live = False
         self._stamps: deque[float] = deque()
-        self._drained = 0
-        self.lost_samples = 0
         self.last_write = 0.0  # time.time() of the newest frame
         self._viewers = 0
         self._wake = threading.Event()
@@ -97,10 +96,10 @@ class Channel:
         ``frame`` is kept by reference, not copied: the run loop never reuses a frame array
         after handing it to the sinks. The encoder draws on a copy.
         """
-        t = result.timings
         self.frames += 1
         self._latest = (self.frames, frame, result.result)
-        self._samples.append((time.time(), t.capture, t.pre, t.infer, t.post, t.sink, t.total, result.age_ms))
+        # the timings object itself: the loop sets its ``sink`` time after the sinks return
+        self._samples.append((time.time(), result.timings, result.age_ms))
         if self._viewers:
             self._wake.set()
 
@@ -120,26 +119,23 @@ class Channel:
             observe = self.hub._observe
             n = 0
             samples = self._samples
-            while samples:
+            # leave the newest frame a moment so the loop can finish its sink time (unless closing)
+            settled = math.inf if self.hub.closed else time.time() - _SETTLE_S
+            while samples and samples[0][0] <= settled:
                 try:
-                    s = samples.popleft()
+                    stamp, t, age = samples.popleft()
                 except IndexError:
                     break
                 n += 1
-                stamp = s[0]
-                for stat, v in zip(self.stages.values(), s[1:7]):
+                ms = (t.capture, t.pre, t.infer, t.post, t.sink, t.total)
+                for stat, v in zip(self.stages.values(), ms):
                     stat.add(v)
-                age = s[7]
                 if age > 0:
                     self.age.add(age)
                 self._stamps.append(stamp)
                 self.last_write = stamp
                 if observe is not None:
-                    observe(self.id, s[1:7], age)
-            self._drained += n
-            lost = self.frames - self._drained
-            if lost > 0 and not samples:
-                self.lost_samples = lost
+                    observe(self.id, ms, age)
             cutoff = time.time() - _FPS_WINDOW_S
             stamps = self._stamps
             while len(stamps) > 1 and stamps[0] < cutoff:

@@ -222,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             if video and path.startswith("/snapshot/") and path.endswith(".jpg"):
                 return self._snapshot(path[len("/snapshot/") : -len(".jpg")])
             return self._text(404, f"not found: {url.path} (try /, /api/status, /metrics)")
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, socket.timeout):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client went away or stopped reading; its problem, not ours
 
     def _metrics(self) -> None:
