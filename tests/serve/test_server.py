@@ -312,3 +312,24 @@ def test_port_in_use_is_a_config_error(server: PreviewServer) -> None:
     with pytest.raises(ConfigError, match="cannot serve on 127.0.0.1") as err:
         PreviewServer(ServeConfig(port=server.port))
     assert err.value.hint and "another port" in err.value.hint
+
+
+def test_preview_works_without_prometheus_client(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with caplog.at_level(logging.WARNING, logger="edgecv.serve"):
+        server = PreviewServer(ServeConfig(port=0))
+    try:
+        assert "/metrics is off" in caplog.text and "edgecv[serve]" in caplog.text
+        with Feeder(server.sink("cam0", model=MODEL)):
+            status, _, body = get(server.url, "/metrics")
+            assert status == 501 and b"edgecv[serve]" in body
+            assert get(server.url, "/")[0] == 200
+            client = MjpegClient(server.url, "/stream/cam0.mjpg")
+            try:
+                client.next_frame()
+            finally:
+                client.close()
+    finally:
+        server.close()
