@@ -139,7 +139,7 @@ def _start_server(config: Any, model: Any, src: Any, *, annotate: bool, then: Ca
     from edgecv.serve import PreviewServer
 
     server = PreviewServer(config)
-    sink = server.sink(SERVE_SOURCE_ID, model=model, source=str(getattr(src, "name", "")), annotate=annotate)
+    sink = server.sink(SERVE_SOURCE_ID, model=model, source=str(getattr(src, "name", "")), annotate=annotate, live=bool(getattr(src, "is_live", False)))
     what = "live preview" if config.video else "metrics"
     token = " (token required)" if config.token else ""
     console.print(f"serving {what} on {server.url}{token}  (/api/status, /metrics)", highlight=False, soft_wrap=True)

@@ -63,7 +63,7 @@ class Channel:
     """One source's mailbox, encoder and figures. Create through :meth:`Hub.channel`."""
 
     def __init__(self, hub: Hub, source_id: str, *, source: str = "", model: Mapping[str, Any] | None = None,
-                 annotate: Annotate | None = None) -> None:
+                 annotate: Annotate | None = None, live: bool | None = None) -> None:
         self.hub = hub
         self.id = source_id
         self.source = source
@@ -78,7 +78,7 @@ class Channel:
         self._stats_lock = threading.Lock()
         self.stages = {s: LatencyStats(s, window=1000) for s in STAGES}
         self.age = LatencyStats("age", window=1000)
-        self.live = False
+        self.live = live  # None: unknown (frame ages are recorded); False: a file, whose "age" is read-ahead time
         self._stamps: deque[float] = deque()
         self.last_write = 0.0  # time.time() of the newest frame
         self._viewers = 0
@@ -117,10 +117,12 @@ class Channel:
         """Move the loop's timings into the rolling stats (and the Prometheus histograms)."""
         with self._stats_lock:
             observe = self.hub._observe
+            record_age = self.live is not False
             n = 0
             samples = self._samples
-            # leave the newest frame a moment so the loop can finish its sink time (unless closing)
-            settled = math.inf if self.hub.closed else time.time() - _SETTLE_S
+            # leave the newest frame a moment so the loop can finish its sink time (unless the run ended)
+            final = self.hub.closed or self.counters()["stop_reason"] != "running"
+            settled = math.inf if final else time.time() - _SETTLE_S
             while samples and samples[0][0] <= settled:
                 try:
                     stamp, t, age = samples.popleft()
@@ -130,12 +132,12 @@ class Channel:
                 ms = (t.capture, t.pre, t.infer, t.post, t.sink, t.total)
                 for stat, v in zip(self.stages.values(), ms):
                     stat.add(v)
-                if age > 0:
+                if record_age and age > 0:
                     self.age.add(age)
                 self._stamps.append(stamp)
                 self.last_write = stamp
                 if observe is not None:
-                    observe(self.id, ms, age)
+                    observe(self.id, ms, age if record_age else 0.0)
             cutoff = time.time() - _FPS_WINDOW_S
             stamps = self._stamps
             while len(stamps) > 1 and stamps[0] < cutoff:
@@ -170,7 +172,7 @@ class Channel:
         return {
             "id": self.id,
             "source": self.source,
-            "live": bool(counters.get("live", self.live)),
+            "live": bool(counters.get("live", bool(self.live))),
             "model": self.model,
             "frames": self.frames,
             "fps": round(fps, 2),
@@ -296,7 +298,8 @@ class Hub:
         self._drainer = threading.Thread(target=self._drain_loop, name="edgecv-serve-stats", daemon=True)
         self._drainer.start()
 
-    def channel(self, source_id: str, *, source: str = "", model: Any = None, annotate: Annotate | None = None) -> Channel:
+    def channel(self, source_id: str, *, source: str = "", model: Any = None, annotate: Annotate | None = None,
+                live: bool | None = None) -> Channel:
         """The channel of ``source_id``, created on first use.
 
         Args:
@@ -305,6 +308,8 @@ class Hub:
             model: a loaded model (its task, precision, backend and input size are shown) or a dict.
             annotate: ``annotate(frame, result)`` run on the encoder thread on a copy of the
                 frame; None when the frames arrive already drawn.
+            live: the source keeps only the newest frame (camera, stream, ``--realtime``); frame
+                age is recorded for live (or unknown) sources only.
 
         Raises:
             ConfigError: ``source_id`` has characters that do not belong in a URL.
@@ -315,7 +320,7 @@ class Hub:
             ch = self._channels.get(source_id)
             if ch is None:
                 info = model if isinstance(model, Mapping) or model is None else model_info(model)
-                ch = self._channels[source_id] = Channel(self, source_id, source=source, model=info, annotate=annotate)
+                ch = self._channels[source_id] = Channel(self, source_id, source=source, model=info, annotate=annotate, live=live)
             return ch
 
     def channels(self) -> list[Channel]:
@@ -407,7 +412,9 @@ class PreviewSink:
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         sid = getattr(result, "source_id", None)
-        ch = self.channel if sid is None or sid == self.channel.id else self._hub.channel(str(sid), annotate=self.channel.annotate, model=self.channel.model)
+        ch = self.channel
+        if sid is not None and sid != ch.id:
+            ch = self._hub.channel(str(sid), annotate=ch.annotate, model=ch.model, live=ch.live)
         ch.offer(frame, result)
 
     def close(self) -> None:

@@ -112,7 +112,8 @@ class PreviewServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def sink(self, source_id: str = "cam0", *, model: Any = None, source: str = "", annotate: bool = True) -> PreviewSink:
+    def sink(self, source_id: str = "cam0", *, model: Any = None, source: str = "", annotate: bool = True,
+             live: bool | None = None) -> PreviewSink:
         """A run-loop sink for one source, and the channel it writes to.
 
         Args:
@@ -122,13 +123,15 @@ class PreviewServer:
             annotate: draw the model's results on the preview (on the encoder thread). False
                 when the frames reach the sink already drawn (the loop draws when ``--save`` or
                 ``--show`` is on).
+            live: the source keeps only the newest frame (its ``is_live``); frame age is
+                recorded for live sources only (None: unknown, recorded).
         """
         draw = None
         if annotate and model is not None and self.config.video:
             from edgecv.vision.draw import default_annotator
 
             draw = default_annotator(model.task).annotate
-        return PreviewSink(self.hub.channel(source_id, source=source, model=model, annotate=draw))
+        return PreviewSink(self.hub.channel(source_id, source=source, model=model, annotate=draw, live=live))
 
     def acquire_stream(self) -> bool:
         with self._streams_lock:

@@ -156,3 +156,19 @@ def test_hub_close_releases_waiting_viewers() -> None:
         assert wait_for(lambda: ch.encoded > 0)
         hub.close()
         assert done.wait(3)
+
+
+def test_frame_age_only_for_live_sources() -> None:
+    """A file's 'age' is read-ahead queue time, not staleness: not recorded when the source is known not live."""
+    hub = Hub()
+    try:
+        files, cams = PreviewSink(hub.channel("file", live=False)), PreviewSink(hub.channel("cam", live=True))
+        for i in range(5):
+            files.write(index_frame(i), frame_result(i, age_ms=40.0))
+            cams.write(index_frame(i), frame_result(i, age_ms=40.0))
+        hub.close()  # drains everything
+        f, c = hub.get("file").figures(), hub.get("cam").figures()  # type: ignore[union-attr]
+        assert f["age_ms"]["count"] == 0 and f["age_ms"]["p50"] is None
+        assert c["age_ms"]["count"] == 5 and c["age_ms"]["p50"] == 40.0
+    finally:
+        hub.close()

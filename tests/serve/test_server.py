@@ -333,3 +333,37 @@ def test_preview_works_without_prometheus_client(monkeypatch: pytest.MonkeyPatch
                 client.close()
     finally:
         server.close()
+
+
+def test_two_run_loops_into_one_server(server: PreviewServer) -> None:
+    """Two real run loops (shipped detector, demo video) publish to one server, each under its own id."""
+    import edgecv
+    from edgecv import assets
+    from edgecv.stream.pipeline import run_pipeline
+    from edgecv.stream.sources import open_source
+
+    model = edgecv.load(assets.shipped(assets.DEFAULT_MODELS["detect"]))
+    summaries: dict[str, object] = {}
+
+    def loop(sid: str) -> None:
+        src = open_source(str(assets.demo_video()))
+        sink = server.sink(sid, model=model, source=f"demo ({sid})", live=False)
+        summaries[sid] = run_pipeline(model, src, [sink], max_frames=20, status=server.hub.status_callback(sid), status_interval_s=0.05)
+
+    try:
+        threads = [threading.Thread(target=loop, args=(sid,)) for sid in ("front", "rear")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        st = {s["id"]: s for s in json.loads(get(server.url, "/api/status")[2])["sources"]}
+        assert set(st) == {"front", "rear"}
+        for sid in ("front", "rear"):
+            assert st[sid]["frames"] == 20 and st[sid]["stages_ms"]["infer"]["count"] == 20
+            assert st[sid]["model"]["name"] == "shapes-det.onnx" and st[sid]["model"]["input_size"] == "256x256"
+            assert st[sid]["stop_reason"] == "max_frames"
+            assert st[sid]["age_ms"]["count"] == 0  # files: no frame age
+        status, _, body = get(server.url, "/snapshot/rear.jpg")
+        assert status == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    finally:
+        model.close()
