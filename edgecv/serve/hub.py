@@ -87,6 +87,7 @@ class Channel:
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0
         self.encoded = 0
+        self._encode_failed = False
         self._encoder: threading.Thread | None = None
 
     # ---- the loop's side (cheap, never blocks) ----
@@ -256,8 +257,9 @@ class Channel:
             next_at = time.monotonic() + period
             try:
                 jpeg = self._encode(latest)
-            except Exception as exc:
-                log.warning("preview of source %s: %r (frame skipped)", self.id, exc)
+            except Exception as exc:  # one bad frame must not end the preview; say so once per source
+                (log.debug if self._encode_failed else log.warning)("preview of source %s: %r (frame skipped)", self.id, exc)
+                self._encode_failed = True
                 last_seq = latest[0]
                 continue
             last_seq = latest[0]

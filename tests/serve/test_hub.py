@@ -172,3 +172,23 @@ def test_frame_age_only_for_live_sources() -> None:
         assert c["age_ms"]["count"] == 5 and c["age_ms"]["p50"] == 40.0
     finally:
         hub.close()
+
+
+def test_a_frame_that_fails_to_draw_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    hub = Hub(max_fps=100)
+    calls = [0]
+
+    def flaky(frame: np.ndarray, result: object) -> None:
+        calls[0] += 1
+        if calls[0] % 2:
+            raise ValueError("bad box")
+
+    ch = hub.channel("cam0", annotate=flaky)
+    try:
+        with Feeder(PreviewSink(ch), fps=100), ch.viewer():
+            jpeg, seq = ch.next_jpeg(0, timeout=10)
+            jpeg2, _ = ch.next_jpeg(seq, timeout=10)
+            assert jpeg is not None and jpeg2 is not None
+        assert caplog.text.count("bad box") == 1  # warned once, not per frame
+    finally:
+        hub.close()
