@@ -367,3 +367,19 @@ def test_two_run_loops_into_one_server(server: PreviewServer) -> None:
         assert status == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
     finally:
         model.close()
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = PreviewServer(ServeConfig(host="::1", port=0))
+    except ConfigError as exc:
+        pytest.skip(f"IPv6 loopback not usable here: {exc}")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        with socket.create_connection(("::1", server.port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.close()
