@@ -58,8 +58,17 @@ class PreviewServer:
     """
 
     def __init__(self, config: ServeConfig, hub: Hub | None = None) -> None:
+        own_hub = hub is None
         self.hub = hub = hub if hub is not None else Hub(max_fps=config.max_fps, jpeg_quality=config.jpeg_quality)
         self.config = config
+        try:
+            self._start(config, hub)
+        except BaseException:
+            if own_hub:
+                hub.close()
+            raise
+
+    def _start(self, config: ServeConfig, hub: Hub) -> None:
         self.metrics: Any = None
         self.metrics_error: str | None = None
         try:
@@ -95,7 +104,7 @@ class PreviewServer:
     @property
     def url(self) -> str:
         host = self.config.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}/"
 
     def close(self) -> None:

@@ -165,6 +165,49 @@ def test_stalled_client_is_dropped_and_never_slows_the_loop(server: PreviewServe
     assert feeder.written == len(feeder.write_s)
 
 
+def test_slow_reader_skips_frames_and_paces_nobody(server: PreviewServer) -> None:
+    """A viewer on a slow link gets the newest JPEG whenever it is ready for one; a fast viewer is not held back."""
+    with Feeder(server.sink("cam0", model=MODEL), fps=60, size=(640, 480), noise=True) as feeder:
+        slow = MjpegClient(server.url, "/stream/cam0.mjpg", rcvbuf=8192)
+        fast = MjpegClient(server.url, "/stream/cam0.mjpg")
+        ch = server.hub.get("cam0")
+        assert ch is not None
+        got_slow: list[bytes] = []
+        stop = threading.Event()
+
+        def read_slowly() -> None:
+            sock = slow.sock
+            buf = b""
+            while not stop.is_set():
+                try:
+                    chunk = sock.recv(8192)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\xff\xd9" in buf:  # end of a JPEG
+                    jpeg, buf = buf.split(b"\xff\xd9", 1)
+                    got_slow.append(jpeg)
+                time.sleep(0.01)  # <= 800 kB/s: slower than the stream (~300 kB JPEGs at up to 30 per second)
+
+        t = threading.Thread(target=read_slowly, daemon=True)
+        t.start()
+        try:
+            encoded0 = ch.encoded
+            fast_frames = [fast.next_jpeg() for _ in range(20)]
+            encoded = ch.encoded - encoded0
+        finally:
+            stop.set()
+            t.join(5)
+            slow.close()
+            fast.close()
+        assert len(fast_frames) == 20
+        assert 1 <= len(got_slow) < len(fast_frames), len(got_slow)  # the slow one got some, skipping JPEGs...
+        assert encoded >= 19  # ...while the encoder kept its pace for the fast one
+        assert feeder.written == len(feeder.write_s)
+
+
 def test_client_that_disconnects_mid_stream(fed: tuple[PreviewServer, Feeder, Feeder]) -> None:
     server, a, _ = fed
     client = MjpegClient(server.url, "/stream/cam0.mjpg")
