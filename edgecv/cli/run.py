@@ -143,6 +143,18 @@ def _start_server(config: Any, model: Any, src: Any, *, annotate: bool, then: Ca
     what = "live preview" if config.video else "metrics"
     token = " (token required)" if config.token else ""
     console.print(f"serving {what} on {server.url}{token}  (/api/status, /metrics)", highlight=False, soft_wrap=True)
+    if not config.exposed:
+        import getpass
+        import socket
+
+        try:
+            user = getpass.getuser() + "@"
+        except (OSError, KeyError):  # no login name in some containers
+            user = ""
+        console.print(
+            f"  from a laptop: ssh -N -L {server.port}:127.0.0.1:{server.port} {user}{socket.gethostname()}"
+            f"  then open http://127.0.0.1:{server.port}/", highlight=False, soft_wrap=True,
+        )
     return server, sink, server.hub.status_callback(SERVE_SOURCE_ID, then=then)
 
 
