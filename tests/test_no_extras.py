@@ -9,7 +9,7 @@ from pathlib import Path
 
 import edgecv
 
-BLOCKED = ["torch", "torchvision", "onnx", "onnxslim", "onnxscript", "torch_pruning", "tensorrt", "cuda", "pycuda", "pycocotools", "numba", "tritonclient"]
+BLOCKED = ["torch", "torchvision", "onnx", "onnxslim", "onnxscript", "torch_pruning", "tensorrt", "cuda", "pycuda", "pycocotools", "numba", "tritonclient", "prometheus_client"]
 # the numba.cuda kernels themselves: imported only by the GPU path (edgecv.cuda.preprocess imports them lazily)
 NEEDS_NUMBA = ["edgecv.cuda._kernels"]
 

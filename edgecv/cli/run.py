@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,10 @@ def run(
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay the network as one CUDA graph (static shapes).", rich_help_panel="Model")] = False,
     triton: Annotated[str | None, typer.Option(help="Run the network on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODEL is its name there (or the deployed file).", rich_help_panel="Model")] = None,
+    serve: Annotated[str | None, typer.Option("--serve", metavar="[HOST:]PORT", help="Serve a live page (annotated MJPEG + figures), /api/status and /metrics. Binds 127.0.0.1 unless a host is given.", rich_help_panel="Serve")] = None,
+    metrics_only: Annotated[str | None, typer.Option("--metrics-only", metavar="[HOST:]PORT", help="Serve only /metrics (Prometheus), /api/status and /healthz: figures, no video.", rich_help_panel="Serve")] = None,
+    serve_token: Annotated[str | None, typer.Option("--serve-token", envvar="EDGECV_SERVE_TOKEN", show_envvar=True, help="Require this token (?token=..., Authorization: Bearer ..., or the page's cookie).", rich_help_panel="Serve")] = None,
+    serve_fps: Annotated[float | None, typer.Option("--serve-fps", help="Most preview frames per second encoded per stream (default 15; only while someone watches).", rich_help_panel="Serve")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
@@ -59,6 +64,7 @@ def run(
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
     if stats_json and not stats_json.parent.is_dir():
         raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
+    serve_config = _serve_config(serve, metrics_only, serve_token, serve_fps)
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
     if triton is not None:
@@ -73,6 +79,7 @@ def run(
         options["cuda_graph"] = True
     loaded = edgecv.load(path, conf=conf, iou=iou, classes=int_list(classes, "--classes"), task=task, names=names_arg(names), **options)
     src = None
+    server = None
     sinks: list[Any] = []
     try:
         spec: Any = camera if camera is not None else source
@@ -86,14 +93,20 @@ def run(
             sinks.append(JsonlSink(jsonl))
         if show:
             sinks.append(WindowSink("edgecv"))
+        status = _status_printer()
+        if serve_config is not None:
+            server, sink, status = _start_server(serve_config, loaded, src, annotate=not (save or show), then=status)
+            sinks.append(sink)
         stop = threading.Event()
         with install_signal_handlers(stop):
-            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=_status_printer(), stop_event=stop)
+            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=status, stop_event=stop)
     finally:  # run_pipeline closes them too; this covers a failure before it started (close is idempotent)
         for sink in sinks:
             sink.close()
         if src is not None:
             src.close()
+        if server is not None:
+            server.close()
         loaded.close()
     _print_summary(summary, loaded)
     if stats_json:
@@ -102,6 +115,52 @@ def run(
         atomic_write_bytes(stats_json, json.dumps(summary.to_dict(), indent=2).encode())
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+SERVE_SOURCE_ID = "cam0"
+
+
+def _serve_config(serve: str | None, metrics_only: str | None, token: str | None, fps: float | None) -> Any:
+    """The ServeConfig of --serve / --metrics-only, or None; serve options without either are an error."""
+    if serve is not None and metrics_only is not None:
+        raise ConfigError("--serve and --metrics-only are exclusive", hint="--serve includes /metrics; use one of them")
+    if serve is None and metrics_only is None:
+        extra = [name for name, v in (("--serve-token", token), ("--serve-fps", fps)) if v is not None]
+        # a token from the environment alone is fine: it is there for when a server is asked for
+        if fps is not None or (token is not None and "EDGECV_SERVE_TOKEN" not in os.environ):
+            raise ConfigError(f"{' and '.join(extra)} need --serve or --metrics-only", hint="add --serve 8080 (or --metrics-only 9100)")
+        return None
+    from edgecv.serve import ServeConfig
+
+    if metrics_only is not None:
+        if fps is not None:
+            raise ConfigError("--serve-fps applies to the video preview", hint="use --serve instead of --metrics-only, or drop --serve-fps")
+        return ServeConfig.parse(metrics_only, token=token, option="--metrics-only", video=False)
+    return ServeConfig.parse(serve, token=token, **({"max_fps": fps} if fps is not None else {}))  # type: ignore[arg-type]
+
+
+def _start_server(config: Any, model: Any, src: Any, *, annotate: bool, then: Callable[[Any], None] | None) -> tuple[Any, Any, Callable[[Any], None]]:
+    """Start the preview/metrics server; returns it, the loop's sink and the loop's status callback."""
+    from edgecv.serve import PreviewServer
+
+    server = PreviewServer(config)
+    sink = server.sink(SERVE_SOURCE_ID, model=model, source=str(getattr(src, "name", "")), annotate=annotate, live=bool(getattr(src, "is_live", False)))
+    what = "live preview" if config.video else "metrics"
+    token = " (token required)" if config.token else ""
+    console.print(f"serving {what} on {server.url}{token}  (/api/status, /metrics)", highlight=False, soft_wrap=True)
+    if not config.exposed:
+        import getpass
+        import socket
+
+        try:
+            user = getpass.getuser() + "@"
+        except (OSError, KeyError):  # no login name in some containers
+            user = ""
+        console.print(
+            f"  from a laptop: ssh -N -L {server.port}:127.0.0.1:{server.port} {user}{socket.gethostname()}"
+            f"  then open http://127.0.0.1:{server.port}/", highlight=False, soft_wrap=True,
+        )
+    return server, sink, server.hub.status_callback(SERVE_SOURCE_ID, then=then)
 
 
 def _status_printer() -> Callable[[Any], None] | None:
