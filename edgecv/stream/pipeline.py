@@ -237,11 +237,13 @@ class _Consumer:
                 ema = self.period_ema[i]
                 fps = 1000.0 / ema if ema > 0 else 0.0
                 self.draw_status(image, _status_lines(fps, timings, self.last_sink[i], summary))
-            for self.sink in self.image_sinks[i]:
-                self.sink.write(image, fr)
+            for sink in self.image_sinks[i]:
+                self.sink = sink  # named in the SinkError if it fails
+                sink.write(image, fr)
             timings.sink = (perf() - t3) * 1e3
-        for self.sink in self.result_sinks[i]:
-            self.sink.write(image, fr)
+        for sink in self.result_sinks[i]:
+            self.sink = sink
+            sink.write(image, fr)
         self.sink = None
         t4 = perf()
         self.last_sink[i] = (t4 - t3) * 1e3

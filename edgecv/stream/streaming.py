@@ -371,7 +371,7 @@ class Stream:
 
     def _process(self, batch: list[tuple[_Lane, Any]]) -> list[tuple[FrameResult, _Lane]]:
         model, perf = self.model, time.perf_counter
-        t0, wall0 = perf(), time.time()
+        wall0 = time.time()
         if self._gpu_pre:
             for _, item in batch:
                 t = perf()
