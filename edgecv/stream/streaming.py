@@ -303,10 +303,12 @@ class Stream:
                     continue
                 for fr, lane in self._process(batch):  # a stop takes effect after the current batch
                     t_yield = perf()
-                    yield fr
-                    lane.t_last = perf()
-                    fr.timings.sink = (lane.t_last - t_yield) * 1e3  # what the consumer did with it
-                    self._record(lane, fr)
+                    try:
+                        yield fr
+                    finally:  # also when the consumer breaks out on this frame: it was delivered
+                        lane.t_last = perf()
+                        fr.timings.sink = (lane.t_last - t_yield) * 1e3  # what the consumer did with it
+                        self._record(lane, fr)
             for lane in self.lanes:
                 s = lane.summary
                 if s.stop_reason == "running":
@@ -316,12 +318,12 @@ class Stream:
                         s.stop_reason = "max_frames"
                     else:
                         s.stop_reason = "end"
-        except BaseException as exc:
-            interrupt = isinstance(exc, KeyboardInterrupt)
+        except BaseException as exc:  # GeneratorExit: the consumer broke out of its loop
+            reason = {KeyboardInterrupt: "interrupt", GeneratorExit: "stop"}.get(type(exc), "error")
             for lane in self.lanes:
                 if lane.summary.stop_reason == "running":
-                    lane.summary.stop_reason = "interrupt" if interrupt else "error"
-                    lane.summary.interrupted = interrupt
+                    lane.summary.stop_reason = reason
+                    lane.summary.interrupted = reason != "error"
             raise
         finally:
             self.close()
