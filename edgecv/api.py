@@ -99,11 +99,21 @@ class Model:
             all(d == -1 for d in dims) and not self.gpu_preprocess and self.meta.output_format != "tv_detect"
         )
 
+    @property
+    def max_batch(self) -> int | None:
+        """The most frames one engine call takes: 1 when not :attr:`batchable`; None (no limit) on ONNX
+        Runtime; a TensorRT engine's profile maximum, from the model's dynamic batch range (as build-engine)."""
+        if not self.batchable:
+            return 1
+        if self.engine.backend == "tensorrt":
+            return int(self.meta.extra.get("dynamic_batch", {}).get("max", 16))
+        return None
+
     def infer_batch(self, feeds: Sequence[dict[str, np.ndarray]], max_batch: int | None = None) -> list[dict[str, np.ndarray]]:
         """Infer several preprocessed frames (from :meth:`preprocess`) in as few engine calls as possible.
 
         Frames whose input tensors have the same shape are stacked along the batch dimension
-        into one call (at most ``max_batch`` frames each) and the outputs are split back, one
+        into one call (at most ``max_batch`` frames each, default :attr:`max_batch`) and the outputs are split back, one
         ``(1, ...)`` slice per frame, so :meth:`postprocess` reads each like a single frame's.
         Input shapes differ only for models with a dynamic input size fed frames of different
         aspect ratios (the letterbox is per frame); those go in one call per shape, because padding
@@ -121,7 +131,7 @@ class Model:
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, f in enumerate(feeds):
             groups.setdefault(tuple((k, v.shape) for k, v in sorted(f.items())), []).append(i)
-        limit = max_batch or n
+        limit = max_batch or self.max_batch or n
         out: list[dict[str, np.ndarray]] = [{}] * n
         calls = 0
         for members in groups.values():

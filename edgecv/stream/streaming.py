@@ -165,6 +165,7 @@ class Stream:
         self._batcher = Batcher(self.config.batch_timeout_ms / 1e3)
         self._closed = False
         self._iterating = False
+        self._last_lane = -1
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
         self.lanes: list[_Lane] = []
@@ -344,6 +345,9 @@ class Stream:
         ready = self._batcher.wait_ready([lane.prefetch for lane in active], self._stop)
         batch: list[tuple[_Lane, Any]] = []
         limit = self.config.max_batch
+        if limit is not None and len(ready) > limit:  # round robin, so no source waits behind the others
+            first = next((k for k, i in enumerate(ready) if active[i].index > self._last_lane), 0)
+            ready = ready[first:] + ready[:first]
         for i in ready:
             lane = active[i]
             try:
@@ -358,6 +362,7 @@ class Stream:
                 continue
             batch.append((lane, item))
             lane.taken += 1
+            self._last_lane = lane.index
             if limit is not None and len(batch) >= limit:
                 break
         if not batch and not any(not lane.done for lane in self.lanes):
