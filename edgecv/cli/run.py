@@ -62,11 +62,8 @@ def run(
     if stats_json and not stats_json.parent.is_dir():
         raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
     specs: list[Any] = [camera] if camera is not None else sources
-    if not specs:
-        specs = [assets.demo_video()]
-        log.info("no --source: using the demo video %s", specs[0])
-    save_paths = output_paths(save or [], specs, "--save")
-    jsonl_paths = output_paths(jsonl or [], specs, "--jsonl")
+    save_paths = output_paths(save or [], specs or ["demo"], "--save")
+    jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
     config = StreamConfig(max_frames=max_frames, batch_timeout_ms=batch_timeout_ms)  # validates
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
@@ -77,6 +74,9 @@ def run(
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     loaded = edgecv.load(path, conf=conf, iou=iou, classes=int_list(classes, "--classes"), task=task, names=names_arg(names), **options)
+    if not specs:
+        specs = [assets.demo_video()]
+        log.info("no --source: using the demo video %s", specs[0])
     srcs: list[Any] = []
     sinks: list[list[Any]] = []
     try:
