@@ -8,9 +8,9 @@ the loop will infer: a live source's unused frames are dropped (and counted)
 in the source's own newest-frame mailbox, never after preprocessing.
 
 For a live source the worker also waits until just before the loop will want
-the next frame (its period, learnt from when the slot empties, minus the
-preprocessing time), so the frame it takes is as fresh as without prefetch,
-while preprocessing still overlaps inference.
+the next frame (the loop's busy time per batch, which the loop reports, minus
+the preprocessing time), so the frame it takes is nearly as fresh as without
+prefetch, while preprocessing still overlaps inference.
 
 :class:`Batcher` (nvstreammux's idea) takes one frame from each source that has
 one: it waits until every active source is ready or until ``timeout_s`` after
@@ -55,16 +55,21 @@ class Prefetch:
             (the loop preprocesses them itself, e.g. on the GPU).
         on_ready: called (from the worker) after an item or the end was handed over; the
             batcher uses it to wake up.
+        just_in_time: live sources: take the frame shortly before the loop wants it (fresher
+            frames) rather than as soon as the slot is free.
     """
 
-    def __init__(self, source: Any, preprocess: Preprocess | None, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, source: Any, preprocess: Preprocess | None, on_ready: Callable[[], None] | None = None, *, just_in_time: bool = True
+    ) -> None:
         self.source = source
+        self._jit = just_in_time
         self._preprocess = preprocess
         self._on_ready = on_ready
         self._live = bool(getattr(source, "is_live", False))
         self.handoff: Handoff[Prepared] = Handoff(1)
         self._stop = threading.Event()
-        self._period = 0.0  # EMA of the time between two takes by the loop (live sources)
+        self._busy = 0.0  # EMA of the loop's busy time between two takes, in ms (reported by the loop)
         self._pre = 0.0  # EMA of the preprocessing time
         self._thread = threading.Thread(target=self._run, name=f"edgecv-prefetch-{getattr(source, 'name', '')}"[:60], daemon=True)
         self._thread.start()
@@ -78,16 +83,15 @@ class Prefetch:
         error: BaseException | None = None
         perf = time.perf_counter
         try:
-            t_taken: float | None = None
+            first = True
             while not self._stop.is_set():
                 if not self.handoff.wait_space(0.1):
                     if self.handoff.closed:
                         break
                     continue
-                now = perf()
-                if self._live:
-                    self._wait_until_due(t_taken, now)
-                    t_taken = now
+                if self._live and self._jit and not first:
+                    self._wait_until_due()
+                first = False
                 frame = self.source.read(0.1)
                 while frame is None and not self._stop.is_set() and not self.source.finished:
                     frame = self.source.read(0.1)
@@ -106,15 +110,17 @@ class Prefetch:
             self.handoff.finish(error)
             self._notify()
 
-    def _wait_until_due(self, t_taken: float | None, now: float) -> None:
-        """Live sources: sleep until shortly before the loop will take the next frame (fresher frames)."""
-        if t_taken is None:
-            return
-        period = (now - t_taken) * 1e3
-        self._period = period if self._period == 0.0 else 0.8 * self._period + 0.2 * period
-        # start reading + preprocessing early enough to be ready when the loop comes back (2 ms margin);
-        # never longer than one observed period, so a wrong estimate costs at most one period once
-        delay_ms = min(self._period - self._pre - 2.0, period)
+    def note_busy(self, busy_ms: float) -> None:
+        """The loop reports how long it was busy (not waiting) between two takes from this worker."""
+        self._busy = busy_ms if self._busy == 0.0 else 0.7 * self._busy + 0.3 * busy_ms
+
+    def _wait_until_due(self) -> None:
+        """Live sources: sleep until shortly before the loop will take the next frame (fresher frames).
+
+        The estimate is the loop's busy time (inference, postprocessing, the consumer), never the
+        time between takes, which includes waiting for this worker and would feed back on itself.
+        """
+        delay_ms = 0.85 * self._busy - self._pre - 2.0  # ready early: 15% of the busy time + 2 ms (late wake-ups on busy CPUs)
         if delay_ms > 1.0:
             self._stop.wait(delay_ms / 1e3)
 

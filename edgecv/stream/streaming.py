@@ -55,6 +55,9 @@ class StreamConfig:
             its reconnect limit) is logged, recorded in its summary and dropped while the others go
             on; None means yes with several sources, no (raise) with one.
         keep_frames: put the captured image in :attr:`FrameResult.frame`.
+        prefetch: live sources: ``"just-in-time"`` takes each frame shortly before the loop will
+            want it (fresh frames; see ``scripts/bench_prefetch_age.py``), ``"eager"`` as soon as
+            the previous one was taken (the frame then waits about one inference period).
         realtime, max_reconnect_s, open_timeout_s, loop: how sources given as specs are opened
             (see :func:`~edgecv.stream.sources.open_source`).
     """
@@ -65,6 +68,7 @@ class StreamConfig:
     tracker_factory: Callable[[], Any] | None = None
     drop_failed_sources: bool | None = None
     keep_frames: bool = True
+    prefetch: str = "just-in-time"
     realtime: bool = False
     max_reconnect_s: float = 30.0
     open_timeout_s: float = 5.0
@@ -79,6 +83,8 @@ class StreamConfig:
             raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.tracker_factory is not None and not callable(self.tracker_factory):
             raise ConfigError(f"tracker_factory must be callable (it makes one tracker per source), got {self.tracker_factory!r}")
+        if self.prefetch not in ("just-in-time", "eager"):
+            raise ConfigError(f"prefetch must be 'just-in-time' or 'eager', got {self.prefetch!r}")
         if self.max_reconnect_s < 0 or self.open_timeout_s <= 0:
             raise ConfigError(
                 f"invalid source timeouts: max_reconnect_s={self.max_reconnect_s}, open_timeout_s={self.open_timeout_s}",
@@ -175,7 +181,10 @@ class Stream:
                 opened.append(spec if hasattr(spec, "read") and hasattr(spec, "stats") else self._open(spec))
             for i, src in enumerate(opened):
                 # GPU preprocessing (TensorRT) runs on the inference thread, on the engine's stream
-                prefetch = Prefetch(src, None if self._gpu_pre else model.preprocess, self._batcher.wake)
+                prefetch = Prefetch(
+                    src, None if self._gpu_pre else model.preprocess, self._batcher.wake,
+                    just_in_time=self.config.prefetch == "just-in-time",
+                )
                 tracker = self.config.tracker_factory() if self.config.tracker_factory is not None else None
                 summary = RunSummary(source=getattr(src, "name", str(i)), live=bool(getattr(src, "is_live", False)))
                 self.lanes.append(_Lane(i, src, prefetch, tracker, summary))
@@ -293,8 +302,15 @@ class Stream:
     def _loop(self) -> Iterator[FrameResult]:
         perf = time.perf_counter
         cfg = self.config
+        t_batch: float | None = None
+        last: list[_Lane] = []
         try:
             while not self._stop.is_set():
+                if t_batch is not None:  # the loop's busy time since it took the last batch (no waiting)
+                    busy_ms = (perf() - t_batch) * 1e3
+                    for lane in last:
+                        lane.prefetch.note_busy(busy_ms)
+                    t_batch = None
                 batch = self._collect()
                 if batch is None:
                     break
@@ -302,6 +318,7 @@ class Stream:
                     if self._on_idle is not None:
                         self._on_idle()
                     continue
+                t_batch, last = perf(), [lane for lane, _ in batch]
                 for fr, lane in self._process(batch):  # a stop takes effect after the current batch
                     t_yield = perf()
                     try:
