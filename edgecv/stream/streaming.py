@@ -224,7 +224,7 @@ class Stream:
         return {lane.index: lane.error for lane in self.lanes if lane.error is not None}
 
     def stop(self) -> None:
-        """Ask the loop to stop after the current frame (thread-safe)."""
+        """Ask the loop to stop after the current batch (thread-safe)."""
         self._stop.set()
         self._batcher.wake()
 

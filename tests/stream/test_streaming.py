@@ -236,7 +236,7 @@ def test_one_tracker_per_source_stepped_in_frame_order(make_video) -> None:  # t
 
 
 def test_config_is_validated() -> None:
-    for bad in ({"batch_timeout_ms": -1}, {"max_frames": -2}, {"max_batch": 0}, {"tracker_factory": 3}):
+    for bad in ({"batch_timeout_ms": -1}, {"max_frames": -2}, {"max_batch": 0}, {"tracker_factory": 3}, {"prefetch": "lazy"}):
         with pytest.raises(ConfigError):
             StreamConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="batch_timeout_ms"):
