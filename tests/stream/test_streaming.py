@@ -339,3 +339,18 @@ def test_stream_results_match_single_frame_inference(det_onnx: Path, demo_video:
         assert len(reference) == len(r.result)
         if len(reference):
             _same(r.result, reference)
+
+
+def test_infer_batch_matches_single_frame_segmentation(seg_onnx: Path, demo_video: Path) -> None:
+    from edgecv.results import Segmentation
+
+    model = edgecv.load(seg_onnx)
+    f = _real_frames(demo_video)
+    frames = [f[0], f[1], cv2.resize(f[2], (300, 200))]
+    prepared = [model.preprocess(img) for img in frames]
+    outputs = model.infer_batch([feeds for feeds, _ in prepared])
+    for img, (_, transform), out in zip(frames, prepared, outputs):
+        batched, single = model.postprocess(out, transform), model(img)
+        assert isinstance(batched, Segmentation) and isinstance(single, Segmentation)
+        assert batched.class_map.shape == img.shape[:2]
+        assert (batched.class_map == single.class_map).mean() > 0.999  # float rounding may flip a boundary pixel
