@@ -1,4 +1,9 @@
-"""The run loop: source -> preprocess -> infer -> postprocess -> annotate -> sinks.
+"""``edgecv run``'s loop: the streaming API (:mod:`edgecv.stream.streaming`) feeding annotation and sinks.
+
+source(s) -> prefetch (preprocess) -> batch -> infer -> postprocess (+ tracker) come from
+:class:`~edgecv.stream.streaming.Stream`; this module draws, writes each source's sinks,
+reports status and decides how the run ends. :func:`run_pipeline` is one source,
+:func:`run_sources` several (each with its own sinks; one batched inference call per batch).
 
 What stops a run, and what it leaves behind:
 
@@ -9,9 +14,11 @@ What stops a run, and what it leaves behind:
 * ``KeyboardInterrupt`` inside the loop -> ``"interrupt"``, ``interrupted=True``
   (returned, not raised: the caller exits 130);
 * a sink asks to stop (window ``q``/Esc) -> ``"window"``;
-* an error -> raised after cleanup (see below).
+* an error -> raised after cleanup (see below); with several sources, a source that fails
+  for good (a camera that did not come back) is dropped instead (``"error"`` in its summary,
+  listed in ``StreamSummary.errors``) and the others go on.
 
-In every case the ``finally`` closes the source and every sink, so a recorded
+In every case the ``finally`` closes the sources and every sink, so a recorded
 video is finalized and the JSONL holds every processed frame.
 
 Fault policy:
@@ -50,6 +57,7 @@ from edgecv.stream.summary import STAGES, RunSummary
 __all__ = ["STAGES", "RunSummary", "StreamSummary", "install_signal_handlers", "run_pipeline", "run_sources"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class StreamSummary:
