@@ -198,7 +198,10 @@ def run_sources(
                             s.stop_reason = "window"
                         break
                     report()
-        except KeyboardInterrupt:  # the stream marked the running sources "interrupt"
+        except KeyboardInterrupt:  # in the model (the stream marked it) or in a sink (close() said "stop")
+            for s in summaries:
+                if s.stop_reason in ("running", "stop"):
+                    s.stop_reason, s.interrupted = "interrupt", True
             log.info("interrupted; finalizing outputs")
         return StreamSummary(stream.summaries, stream.stats, stream.errors)
     except Exception as exc:

@@ -354,3 +354,17 @@ def test_infer_batch_matches_single_frame_segmentation(seg_onnx: Path, demo_vide
         assert isinstance(batched, Segmentation) and isinstance(single, Segmentation)
         assert batched.class_map.shape == img.shape[:2]
         assert (batched.class_map == single.class_map).mean() > 0.999  # float rounding may flip a boundary pixel
+
+
+def test_ctrl_c_in_a_sink_is_an_interrupt_with_outputs_finalized(tmp_path: Path, video: Path) -> None:
+    from edgecv.stream import CallbackSink
+
+    def sink(r: edgecv.FrameResult) -> None:
+        if r.index == 4:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "d.jsonl"
+    summary = run_pipeline(FakeModel(), open_source(video), [JsonlSink(out), CallbackSink(sink)], annotate=False)
+    assert summary.stop_reason == "interrupt" and summary.interrupted
+    assert [json.loads(x)["frame"] for x in out.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    assert _no_edgecv_threads()
