@@ -29,6 +29,7 @@ def run(
     reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
     open_timeout: Annotated[float, typer.Option(help="Network streams: how long opening (and each read) may take, in seconds.", rich_help_panel="Input")] = 5.0,
     batch_timeout_ms: Annotated[float, typer.Option(help="Several sources: once one has a frame, wait at most this long for the others before inferring the batch (about one frame period).", rich_help_panel="Input")] = 33.0,
+    max_batch: Annotated[int | None, typer.Option(help="Several sources: at most this many frames per inference call (default: one per source; 1 = no batching).", rich_help_panel="Input")] = None,
     save: Annotated[list[Path] | None, typer.Option(help="Write the annotated video (.mp4 / .avi). Several sources: repeat it once per source (in --source order) or give one path with {source} (index) or {name}.", rich_help_panel="Output")] = None,
     jsonl: Annotated[list[Path] | None, typer.Option(help="Write one JSON line per frame. Several sources: as --save.", rich_help_panel="Output")] = None,
     show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
@@ -64,7 +65,7 @@ def run(
     specs: list[Any] = [camera] if camera is not None else sources
     save_paths = output_paths(save or [], specs or ["demo"], "--save")
     jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
-    config = StreamConfig(max_frames=max_frames, batch_timeout_ms=batch_timeout_ms)  # validates
+    config = StreamConfig(max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch)  # validates
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
     if cuda_graph:

@@ -76,15 +76,15 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 0:
-            raise ConfigError(f"max_frames must be >= 0, got {self.max_frames}")
+            raise ConfigError(f"max_frames must be >= 0, got {self.max_frames}", hint="use a positive count, or None for no limit")
         if not self.batch_timeout_ms >= 0:
             raise ConfigError(f"batch_timeout_ms must be >= 0, got {self.batch_timeout_ms}", hint="e.g. 33 for 30 fps cameras")
         if self.max_batch is not None and self.max_batch < 1:
-            raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
+            raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}", hint="1 infers frame by frame; leave it out for one frame per source")
         if self.tracker_factory is not None and not callable(self.tracker_factory):
             raise ConfigError(f"tracker_factory must be callable (it makes one tracker per source), got {self.tracker_factory!r}")
         if self.prefetch not in ("just-in-time", "eager"):
-            raise ConfigError(f"prefetch must be 'just-in-time' or 'eager', got {self.prefetch!r}")
+            raise ConfigError(f"prefetch must be 'just-in-time' or 'eager', got {self.prefetch!r}", hint="just-in-time gives fresher frames from live sources")
         if self.max_reconnect_s < 0 or self.open_timeout_s <= 0:
             raise ConfigError(
                 f"invalid source timeouts: max_reconnect_s={self.max_reconnect_s}, open_timeout_s={self.open_timeout_s}",
