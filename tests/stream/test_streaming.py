@@ -159,6 +159,15 @@ def test_max_batch_splits_a_batch(make_video) -> None:  # type: ignore[no-untype
     assert n == 30 and max(model.batch_sizes) == 2
 
 
+def test_max_batch_one_takes_sources_round_robin(make_video) -> None:  # type: ignore[no-untyped-def]
+    paths = [make_video(f"{i}.avi", n=10) for i in range(3)]
+    with edgecv.stream(FakeModel(), paths, max_batch=1, batch_timeout_ms=500) as stream:
+        order = [r.source_index for r in stream]
+    assert sorted(order) == [0] * 10 + [1] * 10 + [2] * 10
+    # no source waits behind another: every window of 3 consecutive frames holds each source once
+    assert order[:9] == [0, 1, 2] * 3
+
+
 def test_dead_source_does_not_stall_the_others(make_video) -> None:  # type: ignore[no-untyped-def]
     path = make_video("ok.avi", n=50)
     dead = DeadSource()
