@@ -22,4 +22,13 @@ def load(path, **kwargs):  # type: ignore[no-untyped-def]
     return _load(path, **kwargs)
 
 
-__all__ = ["Detections", "EdgecvError", "FrameResult", "Segmentation", "__version__", "load"]
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """``edgecv.stream`` (callable: ``edgecv.stream(model, sources, ...)``) imports on first use (OpenCV)."""
+    if name == "stream":
+        import importlib
+
+        return importlib.import_module("edgecv.stream")
+    raise AttributeError(f"module 'edgecv' has no attribute {name!r}")
+
+
+__all__ = ["Detections", "EdgecvError", "FrameResult", "Segmentation", "__version__", "load", "stream"]

@@ -50,6 +50,7 @@ class Model:
             engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and engine.inputs[0].dtype == np.float32 and _has_numba_cuda()
         )
         self._local = threading.local()
+        self.last_batch_calls = 0
 
     @property
     def task(self) -> str:
@@ -85,6 +86,64 @@ class Model:
         if any(on_device(v) for v in feeds.values()):
             return self.engine.infer_on_device(feeds)  # type: ignore[attr-defined]
         return self.engine.infer(feeds)
+
+    @property
+    def batchable(self) -> bool:
+        """True when several preprocessed frames can go through one engine call (dynamic batch dimension).
+
+        Not with GPU preprocessing (each frame's feeds live on the GPU) nor for torchvision layouts,
+        whose outputs are not batched.
+        """
+        dims = [spec.shape[0] if spec.shape else 1 for spec in (*self.engine.inputs, *self.engine.outputs)]
+        return (
+            all(d == -1 for d in dims) and not self.gpu_preprocess and self.meta.output_format != "tv_detect"
+        )
+
+    @property
+    def max_batch(self) -> int | None:
+        """The most frames one engine call takes: 1 when not :attr:`batchable`; None (no limit) on ONNX
+        Runtime; a TensorRT engine's profile maximum, from the model's dynamic batch range (as build-engine)."""
+        if not self.batchable:
+            return 1
+        if self.engine.backend == "tensorrt":
+            return int(self.meta.extra.get("dynamic_batch", {}).get("max", 16))
+        return None
+
+    def infer_batch(self, feeds: Sequence[dict[str, np.ndarray]], max_batch: int | None = None) -> list[dict[str, np.ndarray]]:
+        """Infer several preprocessed frames (from :meth:`preprocess`) in as few engine calls as possible.
+
+        Frames whose input tensors have the same shape are stacked along the batch dimension
+        into one call (at most ``max_batch`` frames each, default :attr:`max_batch`) and the outputs are split back, one
+        ``(1, ...)`` slice per frame, so :meth:`postprocess` reads each like a single frame's.
+        Input shapes differ only for models with a dynamic input size fed frames of different
+        aspect ratios (the letterbox is per frame); those go in one call per shape, because padding
+        them to one shape would change their results near the padded border. A model whose batch
+        dimension is fixed (see :attr:`batchable`) infers frame by frame. :attr:`last_batch_calls`
+        tells how many engine calls the last batch took.
+
+        Returns:
+            One outputs dict per frame, in order (arrays are copies the engine will not reuse).
+        """
+        n = len(feeds)
+        if n <= 1 or not self.batchable:
+            self.last_batch_calls = n
+            return [self.infer(f) for f in feeds]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, f in enumerate(feeds):
+            groups.setdefault(tuple((k, v.shape) for k, v in sorted(f.items())), []).append(i)
+        limit = max_batch or self.max_batch or n
+        out: list[dict[str, np.ndarray]] = [{}] * n
+        calls = 0
+        for members in groups.values():
+            for start in range(0, len(members), limit):
+                chunk = members[start : start + limit]
+                stacked = {k: np.concatenate([feeds[i][k] for i in chunk]) for k in feeds[chunk[0]]}
+                outputs = self.infer(stacked)
+                calls += 1
+                for j, i in enumerate(chunk):
+                    out[i] = {k: np.array(v[j : j + 1]) for k, v in outputs.items()}
+        self.last_batch_calls = calls
+        return out
 
     def stage_ms(self, pre_ms: float, infer_ms: float) -> tuple[float, float]:
         """The calling thread's last ``(pre, infer)`` wall times with the GPU preprocessing counted in ``pre``.

@@ -175,7 +175,10 @@ class FrameResult:
     """One processed frame: its index in the source, capture time, timings and result.
 
     ``age_ms`` is how old the frame was when processing began (live sources);
-    ``path`` is the image file it came from, for image folders.
+    ``path`` is the image file it came from, for image folders. From the streaming
+    API (``edgecv.stream``): ``source`` (its name) and ``source_index`` (its position
+    in the sources given), and ``frame``, the captured (H, W, 3) uint8 BGR image
+    (not reused by the source; sinks draw on it in place).
     """
 
     index: int
@@ -184,6 +187,9 @@ class FrameResult:
     timings: StageTimings = field(default_factory=StageTimings)
     age_ms: float = 0.0
     path: str | None = None
+    source: str = ""
+    source_index: int = 0
+    frame: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         head: dict[str, Any] = {"frame": self.index, "timestamp": round(self.timestamp, 6)}

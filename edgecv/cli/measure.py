@@ -83,7 +83,8 @@ def bench(
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset for accuracy columns (mAP / mIoU).", rich_help_panel="Accuracy")] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate accuracy on the first N images only.", rich_help_panel="Accuracy")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Also run the real run loop on --source (a video) against bare inference.", rich_help_panel="Loop")] = False,
-    repeats: Annotated[int, typer.Option(help="Alternating loop/bare repeats for --loop.", rich_help_panel="Loop")] = 3,
+    repeats: Annotated[int, typer.Option(help="Alternating repeats for --loop and --sources.", rich_help_panel="Loop")] = 3,
+    sources: Annotated[int | None, typer.Option("--sources", help="Also run the loop on N sources of the same frames: batched (one call per batch) vs one call per frame; prints the ratio.", rich_help_panel="Loop")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON (schema edgecv.bench/1).", rich_help_panel="Output")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per model and batch size.", rich_help_panel="Output")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG: latency distribution and latency vs accuracy (needs edgecv[plot]).", rich_help_panel="Output")] = None,
@@ -103,6 +104,8 @@ def bench(
             raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist", hint=f"mkdir -p {path.parent}")
     if plot is not None:
         require("matplotlib", extra="plot")
+    if sources is not None and sources < 2:
+        raise ConfigError(f"--sources must be >= 2, got {sources}", hint="e.g. --sources 4")
     if loop and (source is None or not Path(source).is_file()):
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
@@ -132,6 +135,17 @@ def bench(
         out.print(loop_table)
     for line in summary_lines(report):
         out.print(line, highlight=False)
+    if sources is not None:
+        from edgecv.bench.multisource import multisource_benchmark
+
+        for path in models:
+            ms = multisource_benchmark(path, frames, sources=sources, threads=threads, repeats=repeats)
+            out.print(
+                f"{path.name}: {sources} sources x {ms.frames} frames, run loop: batched {ms.batched_fps:.1f} FPS "
+                f"(mean batch {ms.mean_batch:.2f}) vs one call per frame {ms.sequential_fps:.1f} FPS: ratio {ms.ratio:.2f} "
+                f"(medians of {repeats}, alternating)",
+                highlight=False,
+            )
     if json_out:
         write_json(report, json_out)
     if csv_out:

@@ -14,7 +14,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import default_model, int_list, names_arg
-from edgecv.errors import EXIT_INTERRUPTED, ConfigError
+from edgecv.errors import EXIT_INTERRUPTED, ConfigError, SourceError
 from edgecv.log import console, out
 
 log = logging.getLogger("edgecv.cli")
@@ -24,13 +24,15 @@ log = logging.getLogger("edgecv.cli")
 @handle_errors
 def run(
     model: Annotated[Path | None, typer.Argument(help="Model file (default: the shipped detector).")] = None,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="Video, image, folder, glob, rtsp/http URL or GStreamer pipeline.", rich_help_panel="Input")] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Video, image, folder, glob, rtsp/http URL or GStreamer pipeline; repeat it for several cameras, inferred in one batch.", rich_help_panel="Input")] = None,
     camera: Annotated[int | None, typer.Option(help="Camera index (V4L2).", rich_help_panel="Input")] = None,
     realtime: Annotated[bool, typer.Option(help="Pace a file at its fps and treat it like a live camera (newest frame, drops counted).", rich_help_panel="Input")] = False,
     reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
     open_timeout: Annotated[float, typer.Option(help="Network streams: how long opening (and each read) may take, in seconds.", rich_help_panel="Input")] = 5.0,
-    save: Annotated[Path | None, typer.Option(help="Write the annotated video (.mp4 / .avi).", rich_help_panel="Output")] = None,
-    jsonl: Annotated[Path | None, typer.Option(help="Write one JSON line per frame.", rich_help_panel="Output")] = None,
+    batch_timeout_ms: Annotated[float, typer.Option(help="Several sources: once one has a frame, wait at most this long for the others before inferring the batch (about one frame period).", rich_help_panel="Input")] = 33.0,
+    max_batch: Annotated[int | None, typer.Option(help="Several sources: at most this many frames per inference call (default: one per source; 1 = no batching).", rich_help_panel="Input")] = None,
+    save: Annotated[list[Path] | None, typer.Option(help="Write the annotated video (.mp4 / .avi). Several sources: repeat it once per source (in --source order) or give one path with {source} (index) or {name}.", rich_help_panel="Output")] = None,
+    jsonl: Annotated[list[Path] | None, typer.Option(help="Write one JSON line per frame. Several sources: as --save.", rich_help_panel="Output")] = None,
     show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
     stats_json: Annotated[Path | None, typer.Option(help="Write the run summary (FPS, per-stage ms) as JSON.", rich_help_panel="Output")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold.", rich_help_panel="Model")] = 0.25,
@@ -54,17 +56,23 @@ def run(
     """
     import edgecv
     from edgecv import assets
-    from edgecv.stream.pipeline import install_signal_handlers, run_pipeline
+    from edgecv.stream.pipeline import install_signal_handlers, run_sources
     from edgecv.stream.sinks import JsonlSink, VideoSink, WindowSink
     from edgecv.stream.sources import open_source
+    from edgecv.stream.streaming import StreamConfig
 
-    if source is not None and camera is not None:
-        raise ConfigError("--source and --camera are exclusive", hint="pass one of them")
+    sources = list(source or [])
+    if sources and camera is not None:
+        raise ConfigError("--source and --camera are exclusive", hint="pass one of them (a camera index also works as --source 0)")
     if max_frames is not None and max_frames <= 0:
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
     if stats_json and not stats_json.parent.is_dir():
         raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
     serve_config = _serve_config(serve, metrics_only, serve_token, serve_fps)
+    specs: list[Any] = [camera] if camera is not None else sources
+    save_paths = output_paths(save or [], specs or ["demo"], "--save")
+    jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
+    config = StreamConfig(max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch)  # validates
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
     if triton is not None:
@@ -78,46 +86,99 @@ def run(
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     loaded = edgecv.load(path, conf=conf, iou=iou, classes=int_list(classes, "--classes"), task=task, names=names_arg(names), **options)
-    src = None
+    if not specs:
+        specs = [assets.demo_video()]
+        log.info("no --source: using the demo video %s", specs[0])
+    srcs: list[Any] = []
+    sinks: list[list[Any]] = []
     server = None
-    sinks: list[Any] = []
     try:
-        spec: Any = camera if camera is not None else source
-        if spec is None:
-            spec = assets.demo_video()
-            log.info("no --source: using the demo video %s", spec)
-        src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout)
-        if save:
-            sinks.append(VideoSink(save, fps=src.fps or 30.0, size=src.size))
-        if jsonl:
-            sinks.append(JsonlSink(jsonl))
-        if show:
-            sinks.append(WindowSink("edgecv"))
+        for spec in specs:
+            srcs.append(open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout))
+        for i, src in enumerate(srcs):
+            group: list[Any] = []
+            sinks.append(group)
+            if save_paths[i]:
+                group.append(VideoSink(save_paths[i], fps=src.fps or 30.0, size=src.size))
+            if jsonl_paths[i]:
+                group.append(JsonlSink(jsonl_paths[i]))
+            if show:
+                group.append(WindowSink("edgecv" if len(srcs) == 1 else f"edgecv {i}: {src.name}"))
         status = _status_printer()
         if serve_config is not None:
-            server, sink, status = _start_server(serve_config, loaded, src, annotate=not (save or show), then=status)
-            sinks.append(sink)
+            server, status = _start_server(serve_config, loaded, srcs, sinks, annotate=[not (save_paths[i] or show) for i in range(len(srcs))], then=status)
         stop = threading.Event()
         with install_signal_handlers(stop):
-            summary = run_pipeline(loaded, src, sinks, max_frames=max_frames, status=status, stop_event=stop)
-    finally:  # run_pipeline closes them too; this covers a failure before it started (close is idempotent)
-        for sink in sinks:
+            result = run_sources(loaded, srcs, sinks, config, status=status, stop_event=stop)
+    finally:  # run_sources closes them too; this covers a failure before it started (close is idempotent)
+        for sink in (s for group in sinks for s in group):
             sink.close()
-        if src is not None:
+        for src in srcs:
             src.close()
         if server is not None:
             server.close()
         loaded.close()
-    _print_summary(summary, loaded)
+    _print_summary(result, loaded)
     if stats_json:
         from edgecv.artifact import atomic_write_bytes
 
-        atomic_write_bytes(stats_json, json.dumps(summary.to_dict(), indent=2).encode())
-    if summary.interrupted:
+        data = result.sources[0].to_dict() if len(srcs) == 1 else result.to_dict()
+        atomic_write_bytes(stats_json, json.dumps(data, indent=2).encode())
+    if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.errors:
+        first = next(iter(result.errors.values()))
+        raise SourceError(
+            f"{len(result.errors)} of {len(srcs)} sources failed and were dropped (the others ran to the end); first: {str(first).splitlines()[0]}",
+            hint="check those cameras/streams; the outputs of every source were finalized",
+        )
 
 
-SERVE_SOURCE_ID = "cam0"
+def output_paths(paths: list[Path], specs: list[Any], option: str) -> list[Path | None]:
+    """One output path (or None) per source from the repeated ``option``.
+
+    One source: at most one path. Several: one path per source in ``--source`` order, or a single
+    path with ``{source}`` (the source's index) or ``{name}`` (its file name or host, made safe).
+    """
+    n = len(specs)
+    if not paths:
+        return [None] * n
+    templated = len(paths) == 1 and ("{source}" in str(paths[0]) or "{name}" in str(paths[0]))
+    if templated:
+        out = [Path(str(paths[0]).replace("{source}", str(i)).replace("{name}", _safe_name(spec))) for i, spec in enumerate(specs)]
+    elif len(paths) == n:
+        out = list(paths)
+    else:
+        raise ConfigError(
+            f"{option} was given {len(paths)} time(s) for {n} source(s)",
+            hint=f"give {option} once per --source (same order), or once with a placeholder, e.g. {option} out_{{source}}{paths[0].suffix}",
+        )
+    dupes = sorted({str(p) for p in out if out.count(p) > 1})
+    if dupes:
+        raise ConfigError(f"{option}: several sources would write {dupes[0]}", hint="use {source} in the path, or distinct paths")
+    for p in out:
+        if not p.parent.is_dir():
+            raise ConfigError(f"cannot write {p}: folder {p.parent} does not exist", hint=f"mkdir -p {p.parent}")
+    return list(out)
+
+
+def _short(name: str) -> str:
+    from edgecv.stream.sources import redact
+
+    return redact(name) if "://" in name else Path(name).name or name
+
+
+def _safe_name(spec: Any) -> str:
+    import re
+    from urllib.parse import urlparse
+
+    text = str(spec)
+    url = urlparse(text)
+    base = (url.hostname or "") + url.path if url.scheme and url.netloc else Path(text).stem or text
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_.") or "source"
+
+
+SERVE_SOURCE_PREFIX = "cam"
 
 
 def _serve_config(serve: str | None, metrics_only: str | None, token: str | None, fps: float | None) -> Any:
@@ -139,12 +200,22 @@ def _serve_config(serve: str | None, metrics_only: str | None, token: str | None
     return ServeConfig.parse(serve, token=token, **({"max_fps": fps} if fps is not None else {}))  # type: ignore[arg-type]
 
 
-def _start_server(config: Any, model: Any, src: Any, *, annotate: bool, then: Callable[[Any], None] | None) -> tuple[Any, Any, Callable[[Any], None]]:
-    """Start the preview/metrics server; returns it, the loop's sink and the loop's status callback."""
+def _start_server(
+    config: Any, model: Any, srcs: list[Any], sinks: list[list[Any]], *, annotate: list[bool], then: Callable[[Any], None] | None
+) -> tuple[Any, Callable[[Any], None]]:
+    """Start the preview/metrics server with one stream per source (ids cam0, cam1, ...).
+
+    Adds each source's preview sink to its sink group (``annotate[i]``: the sink draws source i's boxes itself,
+    because no video or window sink makes the loop draw them); returns the server and the loop's status callback.
+    """
     from edgecv.serve import PreviewServer
 
     server = PreviewServer(config)
-    sink = server.sink(SERVE_SOURCE_ID, model=model, source=str(getattr(src, "name", "")), annotate=annotate, live=bool(getattr(src, "is_live", False)))
+    feeds = []
+    for i, (src, group) in enumerate(zip(srcs, sinks)):
+        source_id = f"{SERVE_SOURCE_PREFIX}{i}"
+        group.append(server.sink(source_id, model=model, source=str(getattr(src, "name", "")), annotate=annotate[i], live=bool(getattr(src, "is_live", False))))
+        feeds.append(server.hub.status_callback(source_id))
     what = "live preview" if config.video else "metrics"
     token = " (token required)" if config.token else ""
     console.print(f"serving {what} on {server.url}{token}  (/api/status, /metrics)", highlight=False, soft_wrap=True)
@@ -160,38 +231,72 @@ def _start_server(config: Any, model: Any, src: Any, *, annotate: bool, then: Ca
             f"  from a laptop: ssh -N -L {server.port}:127.0.0.1:{server.port} {user}{socket.gethostname()}"
             f"  then open http://127.0.0.1:{server.port}/", highlight=False, soft_wrap=True,
         )
-    return server, sink, server.hub.status_callback(SERVE_SOURCE_ID, then=then)
+
+    def status(summaries: list[Any]) -> None:
+        for feed, summary in zip(feeds, summaries):
+            feed(summary)
+        if then is not None:
+            then(summaries)
+
+    return server, status
 
 
 def _status_printer() -> Callable[[Any], None] | None:
     if state["quiet"] or not console.is_terminal:
         return None
 
-    def status(summary: Any) -> None:
-        stages = " ".join(f"{name} {mean:.1f}" for name, mean, _, _ in summary.stage_rows() if name != "total")
-        console.print(f"\r{summary.frames} frames  {summary.fps:5.1f} FPS  ms: {stages}", end="", highlight=False)
+    def status(summaries: list[Any]) -> None:
+        if len(summaries) == 1:
+            summary = summaries[0]
+            stages = " ".join(f"{name} {mean:.1f}" for name, mean, _, _ in summary.stage_rows() if name != "total")
+            console.print(f"\r{summary.frames} frames  {summary.fps:5.1f} FPS  ms: {stages}", end="", highlight=False)
+        else:
+            each = "  ".join(f"[{i}] {s.frames} {s.fps:4.1f} FPS" + (" (reconnecting)" if s.reconnecting else "") for i, s in enumerate(summaries))
+            console.print(f"\r{each}", end="", highlight=False)
 
     return status
 
 
-def _print_summary(summary: Any, model: Any) -> None:
+def _print_summary(result: Any, model: Any) -> None:
     from rich.table import Table
 
     if console.is_terminal and not state["quiet"]:
         console.print()
-    table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS", title_justify="left")
-    for col in ("stage", "mean ms", "p50 ms", "p99 ms"):
-        table.add_column(col, justify="right" if col != "stage" else "left")
-    for name, mean, p50, p99 in summary.stage_rows():
-        table.add_row(name, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}")
-    out.print(table)
+    summaries = result.sources
+    if len(summaries) > 1:
+        _print_sources(result, model)
+    else:
+        summary = summaries[0]
+        table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS", title_justify="left")
+        for col in ("stage", "mean ms", "p50 ms", "p99 ms"):
+            table.add_column(col, justify="right" if col != "stage" else "left")
+        for name, mean, p50, p99 in summary.stage_rows():
+            table.add_row(name, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}")
+        out.print(table)
     if model.engine.backend == "tensorrt":
         gpu = ["preprocessing: " + ("CUDA kernel (pre = its GPU time + launch)" if getattr(model, "gpu_preprocess", False) else "CPU")]
         gpu.append("CUDA graph: " + ("on" if getattr(model.engine, "cuda_graph", False) else "off"))
         out.print("  " + ", ".join(gpu), highlight=False)
-    d = summary.to_dict()
-    extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
-    if extras:
-        out.print("  " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
+    if len(summaries) == 1:
+        d = summaries[0].to_dict()
+        extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
+        if extras:
+            out.print("  " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
 
 
+def _print_sources(result: Any, model: Any) -> None:
+    from rich.table import Table
+
+    b = result.batching
+    title = f"{model.path.name}: {len(result.sources)} sources, {b.batches} batches, {b.mean_batch:.2f} frames per batch, {b.infer_calls} inference calls"
+    table = Table(title=title, title_justify="left", caption="ms per frame: infer = its batch's call, total = capture to sink", caption_justify="left")
+    for col in ("#", "source", "frames", "FPS", "drop", "recon", "infer", "p50", "p99", "end"):
+        table.add_column(col, justify="left" if col in ("source", "end") else "right")
+    for i, s in enumerate(result.sources):
+        total = s.stages["total"]
+        end = s.stop_reason + (f": {str(result.errors[i]).splitlines()[0]}" if i in result.errors else "")
+        table.add_row(
+            str(i), _short(s.source), str(s.frames), f"{s.fps:.1f}", str(s.dropped), str(s.reconnects),
+            f"{s.stages['infer'].mean:.2f}", f"{total.p50:.2f}", f"{total.p99:.2f}", end,
+        )
+    out.print(table)

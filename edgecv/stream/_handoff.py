@@ -77,6 +77,17 @@ class Handoff(Generic[T]):
                 raise err
             return None
 
+    def wait_space(self, timeout: float | None = None) -> bool:
+        """Wait (producer side) until :meth:`put` would not block; False on timeout or once closed.
+
+        A producer that calls this *before* making its next item makes only items the
+        consumer will take (the prefetch worker preprocesses no frame that is then dropped).
+        """
+        with self._cond:
+            if len(self._items) >= self.maxsize and not self._closed:
+                self._cond.wait(timeout)
+            return len(self._items) < self.maxsize and not self._closed
+
     def finish(self, error: BaseException | None = None) -> None:
         """Mark the end of the stream (producer side), optionally with the error that ended it."""
         with self._cond:
@@ -96,6 +107,12 @@ class Handoff(Generic[T]):
         """True once the producer ended (or the consumer closed) and nothing is left to take."""
         with self._cond:
             return (self._ended or self._closed) and not self._items and self._error is None
+
+    @property
+    def ready(self) -> bool:
+        """True when :meth:`get` would return at once: an item waits, or the stream ended (or failed)."""
+        with self._cond:
+            return bool(self._items) or self._ended or self._closed
 
     @property
     def closed(self) -> bool:

@@ -1,4 +1,9 @@
-"""The run loop: source -> preprocess -> infer -> postprocess -> annotate -> sinks.
+"""``edgecv run``'s loop: the streaming API (:mod:`edgecv.stream.streaming`) feeding annotation and sinks.
+
+source(s) -> prefetch (preprocess) -> batch -> infer -> postprocess (+ tracker) come from
+:class:`~edgecv.stream.streaming.Stream`; this module draws, writes each source's sinks,
+reports status and decides how the run ends. :func:`run_pipeline` is one source,
+:func:`run_sources` several (each with its own sinks; one batched inference call per batch).
 
 What stops a run, and what it leaves behind:
 
@@ -9,9 +14,11 @@ What stops a run, and what it leaves behind:
 * ``KeyboardInterrupt`` inside the loop -> ``"interrupt"``, ``interrupted=True``
   (returned, not raised: the caller exits 130);
 * a sink asks to stop (window ``q``/Esc) -> ``"window"``;
-* an error -> raised after cleanup (see below).
+* an error -> raised after cleanup (see below); with several sources, a source that fails
+  for good (a camera that did not come back) is dropped instead (``"error"`` in its summary,
+  listed in ``StreamSummary.errors``) and the others go on.
 
-In every case the ``finally`` closes the source and every sink, so a recorded
+In every case the ``finally`` closes the sources and every sink, so a recorded
 video is finalized and the JSONL holds every processed frame.
 
 Fault policy:
@@ -44,165 +51,32 @@ import numpy as np
 from edgecv.errors import ConfigError, SinkError
 from edgecv.results import FrameResult, StageTimings
 from edgecv.stream.sources import Source
-from edgecv.stream.stats import LatencyStats
+from edgecv.stream.streaming import Stream, StreamConfig, StreamStats
+from edgecv.stream.summary import STAGES, RunSummary
+
+__all__ = ["STAGES", "RunSummary", "StreamSummary", "install_signal_handlers", "run_pipeline", "run_sources"]
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "pre", "infer", "post", "sink", "total")
-
-
-def _stage_stats() -> dict[str, LatencyStats]:
-    return {s: LatencyStats(s) for s in STAGES}
-
 
 @dataclass
-class RunSummary:
-    """What a run did: counts, wall time, per-stage latency, frame age.
+class StreamSummary:
+    """A run over several sources: one :class:`RunSummary` per source and the batching counters."""
 
-    Passed (the same object, updated in place) to the ``status`` callback while
-    running, and returned at the end. Rendering is left to the caller: see
-    :meth:`stage_rows` and :meth:`to_dict`.
-
-    Attributes:
-        frames: frames processed (through every sink).
-        dropped: frames the (live) source skipped because the loop was busy.
-        bad_frames: frames the source could not decode (skipped).
-        reconnects: how often a live source was reopened.
-        wall_s: time from the start of the first frame to the end of the last.
-        live: the source keeps only the newest frame.
-        interrupted: stopped by a signal / ``stop_event`` / Ctrl+C before the source ended.
-        stop_reason: ``running``, ``end``, ``max_frames``, ``stop``, ``interrupt``, ``window`` or ``error``.
-        reconnecting: the source is reconnecting right now (for a status line).
-        stages: ms per stage: capture, pre, infer, post, sink (annotation + outputs) and total.
-        age: ms between capture and the start of inference (live sources).
-    """
-
-    source: str = ""
-    frames: int = 0
-    dropped: int = 0
-    bad_frames: int = 0
-    reconnects: int = 0
-    wall_s: float = 0.0
-    live: bool = False
-    interrupted: bool = False
-    stop_reason: str = "running"
-    reconnecting: bool = False
-    stages: dict[str, LatencyStats] = field(default_factory=_stage_stats)
-    age: LatencyStats = field(default_factory=lambda: LatencyStats("age"))
+    sources: list[RunSummary]
+    batching: StreamStats
+    errors: dict[int, BaseException] = field(default_factory=dict)
 
     @property
-    def fps(self) -> float:
-        """Processed frames per second of wall time (first frame to last)."""
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def age_p50(self) -> float | None:
-        """Median frame age in ms (live sources only; None otherwise)."""
-        return self._age(50)
-
-    @property
-    def age_p99(self) -> float | None:
-        return self._age(99)
-
-    def _age(self, q: float) -> float | None:
-        if not self.live or not self.age.count:
-            return None
-        return self.age.percentile(q)
-
-    def stage_rows(self) -> list[tuple[str, float, float, float]]:
-        """``(stage, mean_ms, p50_ms, p99_ms)`` for capture, pre, infer, post, sink, total (NaN if no frame)."""
-        return [(name, st.mean, st.p50, st.p99) for name, st in self.stages.items()]
+    def interrupted(self) -> bool:
+        return any(s.interrupted for s in self.sources)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (``--stats-json``); no NaN (empty stats are null)."""
+        """JSON-ready (``--stats-json`` with several sources)."""
         return {
-            "source": self.source,
-            "live": self.live,
-            "frames": self.frames,
-            "dropped": self.dropped,
-            "bad_frames": self.bad_frames,
-            "reconnects": self.reconnects,
-            "wall_s": round(self.wall_s, 4),
-            "fps": round(self.fps, 3),
-            "interrupted": self.interrupted,
-            "stop_reason": self.stop_reason,
-            "stages_ms": {name: st.summary() for name, st in self.stages.items()},
-            "age_ms": self.age.summary() if self.live else None,
+            "sources": [{**s.to_dict(), "error": str(self.errors[i]).splitlines()[0] if i in self.errors else None} for i, s in enumerate(self.sources)],
+            "batching": self.batching.to_dict(),
         }
-
-
-class _Prefetch:
-    """Preprocesses the next frame on a worker thread while the current one is in the model.
-
-    Decoding (capture thread) and letterboxing/normalizing (this thread) then
-    overlap with inference instead of adding to it; OpenCV and numpy release the
-    GIL for that work. File sources: every frame, in order (the worker waits for
-    the loop). Live sources: a one-slot mailbox that always holds the newest
-    preprocessed frame; an older one that was never used is dropped and counted.
-    """
-
-    def __init__(self, source: Any, preprocess: Callable[[np.ndarray], Any]) -> None:
-        self._source = source
-        self._preprocess = preprocess
-        self._live = bool(getattr(source, "is_live", False))
-        self._cond = threading.Condition()
-        self._item: tuple[Any, Any, Any, float] | None = None
-        self._done = False
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="edgecv-preprocess", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                frame = self._source.read(0.1)
-                if frame is None:
-                    if self._source.finished:
-                        break
-                    continue
-                start = time.perf_counter()
-                feeds, transform = self._preprocess(frame.image)
-                item = (frame, feeds, transform, (time.perf_counter() - start) * 1e3)
-                with self._cond:
-                    if self._live:
-                        self.dropped += self._item is not None
-                    else:
-                        while self._item is not None and not self._stop.is_set():
-                            self._cond.wait(0.1)
-                    self._item = item
-                    self._cond.notify_all()
-        except BaseException as exc:  # handed to the loop's thread, which raises it
-            self._error = exc
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def read(self, timeout: float) -> tuple[Any, Any, Any, float] | None:
-        """The next (frame, feeds, transform, pre_ms), or None after ``timeout`` s / at the end."""
-        with self._cond:
-            if self._item is None and not self._done:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            if item is not None:
-                self._cond.notify_all()
-                return item
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            return None
-
-    @property
-    def finished(self) -> bool:
-        return self._done and self._item is None and self._error is None
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        self._thread.join(timeout=2.0)
 
 
 def run_pipeline(
@@ -219,6 +93,8 @@ def run_pipeline(
     status_interval_s: float = 0.5,
 ) -> RunSummary:
     """Run ``model`` on every frame of ``source`` and feed the results to ``sinks``.
+
+    A consumer of :class:`~edgecv.stream.streaming.Stream` with one source (see :func:`run_sources`).
 
     Args:
         model: has ``task``, ``names``, ``preprocess(bgr) -> (feeds, transform)``,
@@ -248,142 +124,154 @@ def run_pipeline(
     """
     if max_frames is not None and max_frames < 0:
         raise ConfigError(f"max_frames must be >= 0, got {max_frames}")
-    sinks = list(sinks)
-    stop = stop_event if stop_event is not None else threading.Event()
-    image_sinks = [s for s in sinks if getattr(s, "needs_image", True)]
-    result_sinks = [s for s in sinks if not getattr(s, "needs_image", True)]
-    stop_sinks = [s for s in sinks if hasattr(s, "stop_requested")]
-    draw = _resolve_annotator(model, annotator) if annotate and image_sinks else None
-    draw_status = _resolve_draw_status() if annotate and overlay and image_sinks else None
+    config = StreamConfig(max_frames=max_frames, drop_failed_sources=False)
+    each = (lambda summaries: status(summaries[0])) if status is not None else None
+    result = run_sources(
+        model, [source], [sinks], config, annotate=annotate, annotator=annotator, status=each,
+        stop_event=stop_event, overlay=overlay, status_interval_s=status_interval_s,
+    )
+    return result.sources[0]
 
-    summary = RunSummary(source=getattr(source, "name", ""), live=bool(getattr(source, "is_live", False)))
-    # GPU preprocessing (TensorRT) runs on this thread, on the engine's stream: the kernel is
-    # queued ahead of the network with no extra sync, and its buffers are reused safely
-    gpu_pre = bool(getattr(model, "gpu_preprocess", False))
-    prefetch = _Prefetch(source, _deferred if gpu_pre else model.preprocess)
-    st = summary.stages
-    s_cap, s_pre, s_inf, s_post, s_sink, s_total = (st[k] for k in STAGES)
-    perf = time.perf_counter
-    t_first: float | None = None
-    t_last = 0.0
-    next_status = perf() + status_interval_s
-    period_ema = 0.0
-    failed = False
-    sink: Any = None
-    frame = None
+
+def run_sources(
+    model: Any,
+    sources: Sequence[Any],
+    sinks: Sequence[Sequence[Any]] = (),
+    config: StreamConfig | None = None,
+    *,
+    annotate: bool = True,
+    annotator: Any = None,
+    status: Callable[[list[RunSummary]], None] | None = None,
+    stop_event: threading.Event | None = None,
+    overlay: bool = True,
+    status_interval_s: float = 0.5,
+) -> StreamSummary:
+    """Run ``model`` on several sources in batches; each source's results go to its own sinks.
+
+    Args:
+        sources: started sources or specs (see :class:`~edgecv.stream.streaming.Stream`); closed at the end.
+        sinks: one sequence of sinks per source (``sinks[i]`` gets source ``i``'s frames), or empty.
+        config: a :class:`~edgecv.stream.streaming.StreamConfig` (batch timeout, max frames, tracker ...).
+        status: called with the per-source summaries at most every ``status_interval_s``.
+        Other arguments as in :func:`run_pipeline`.
+
+    Returns:
+        The :class:`StreamSummary`. With several sources a source that failed for good was
+        dropped and is listed in ``errors`` (its summary's ``stop_reason`` is ``"error"``).
+
+    Raises:
+        SinkError, SourceError, ConfigError: as :func:`run_pipeline`.
+    """
+    lanes_sinks = [list(s) for s in sinks] if sinks else [[] for _ in sources]
+    all_sinks = [s for group in lanes_sinks for s in group]
     try:
-        while True:
-            if stop.is_set():
-                summary.stop_reason, summary.interrupted = "stop", True
-                break
-            if max_frames is not None and summary.frames >= max_frames:
-                summary.stop_reason = "max_frames"
-                break
-            item = prefetch.read(0.1)
-            if item is None:
-                if prefetch.finished:
-                    summary.stop_reason = "end"
-                    break
-                if status is not None and perf() >= next_status:
-                    next_status = perf() + status_interval_s
-                    _sync(summary, source, prefetch, t_first, t_last)
-                    status(summary)
-                continue
+        if len(lanes_sinks) != len(sources):
+            raise ConfigError(f"{len(sources)} sources but {len(lanes_sinks)} groups of sinks", hint="give one (possibly empty) group of sinks per source")
+        stop = stop_event if stop_event is not None else threading.Event()
+        need_draw = annotate and any(getattr(s, "needs_image", True) for s in all_sinks)
+        draw = _resolve_annotator(model, annotator) if need_draw else None
+        draw_status = _resolve_draw_status() if need_draw and overlay else None
+    except BaseException:
+        _close_all(sources, all_sinks, raise_errors=False)
+        raise
+    consumer = _Consumer(lanes_sinks, draw, draw_status)
+    perf = time.perf_counter
+    next_status = perf() + status_interval_s
+    stream: Stream | None = None
+    failed = False
 
-            frame, feeds, transform, pre_ms = item
-            t1 = perf()
-            if t_first is None:
-                t_first = t1
-            age_ms = (time.time() - frame.timestamp) * 1e3  # capture -> inference start, queues included
-            if summary.live:
-                summary.age.add(age_ms)
-            if gpu_pre:
-                feeds, transform = model.preprocess(frame.image)
-            t_pre = perf()
-            outputs = model.infer(feeds)
-            t2 = perf()
-            infer_ms = (t2 - t_pre) * 1e3
-            if gpu_pre:
-                pre_ms, infer_ms = model.stage_ms((t_pre - t1) * 1e3, infer_ms)
-            result = model.postprocess(outputs, transform)
-            t3 = perf()
-            timings = StageTimings(frame.capture_ms, pre_ms, infer_ms, (t3 - t2) * 1e3, 0.0)
-            fr = FrameResult(frame.index, frame.timestamp, result, timings, age_ms, frame.path)
-            image = frame.image
-            if image_sinks:
-                if draw is not None:
-                    drawn = draw(image, result)
-                    if isinstance(drawn, np.ndarray):
-                        image = drawn
-                if draw_status is not None:
-                    fps = 1000.0 / period_ema if period_ema > 0 else 0.0
-                    draw_status(image, _status_lines(fps, timings, s_sink.last, summary, source))
-                for sink in image_sinks:
-                    sink.write(image, fr)
-                timings.sink = (perf() - t3) * 1e3
-            for sink in result_sinks:
-                sink.write(image, fr)
-            sink = None
-            t4 = perf()
-            timings.sink = (t4 - t3) * 1e3
+    def report() -> None:
+        nonlocal next_status
+        if status is not None and stream is not None and perf() >= next_status:
+            next_status = perf() + status_interval_s
+            status(stream.summaries)
 
-            s_cap.add(timings.capture)
-            s_pre.add(timings.pre)
-            s_inf.add(timings.infer)
-            s_post.add(timings.post)
-            s_sink.add(timings.sink)
-            s_total.add(timings.total)
-            if summary.frames:
-                dt = (t4 - t_last) * 1e3
-                period_ema = dt if period_ema == 0.0 else 0.9 * period_ema + 0.1 * dt
-            summary.frames += 1
-            t_last = t4
-            if stop_sinks and any(s.stop_requested for s in stop_sinks):
-                summary.stop_reason = "window"
-                break
-            if status is not None and t4 >= next_status:
-                next_status = t4 + status_interval_s
-                _sync(summary, source, prefetch, t_first, t_last)
-                status(summary)
-    except KeyboardInterrupt:
-        summary.stop_reason, summary.interrupted = "interrupt", True
-        log.info("interrupted; finalizing outputs")
+    try:
+        stream = Stream(model, list(sources), config, stop_event=stop, on_idle=report)
+        summaries = [lane.summary for lane in stream.lanes]
+        try:
+            with stream:
+                for fr in stream:
+                    consumer.write(fr, summaries[fr.source_index])
+                    if consumer.stop_requested():
+                        for s in summaries:
+                            s.stop_reason = "window"
+                        break
+                    report()
+        except KeyboardInterrupt:  # in the model (the stream marked it) or in a sink (close() said "stop")
+            for s in summaries:
+                if s.stop_reason in ("running", "stop"):
+                    s.stop_reason, s.interrupted = "interrupt", True
+            log.info("interrupted; finalizing outputs")
+        return StreamSummary(stream.summaries, stream.stats, stream.errors)
     except Exception as exc:
         failed = True
-        summary.stop_reason = "error"
-        if sink is not None and not isinstance(exc, SinkError):
+        if consumer.sink is not None and not isinstance(exc, SinkError):
+            fr = consumer.frame
             raise SinkError(
-                f"output {sink!r} failed on frame {frame.index if frame is not None else '?'}: {exc!r}",
+                f"output {consumer.sink!r} failed on frame {fr.index if fr is not None else '?'}: {exc!r}",
                 hint="check disk space and permissions of the output path; the other outputs were finalized",
             ) from exc
         raise
     finally:
-        prefetch.close()
-        _sync(summary, source, prefetch, t_first, t_last)
-        _close_all(source, sinks, raise_errors=not failed)
-    return summary
+        _close_all(stream.sources if stream is not None else sources, all_sinks, raise_errors=not failed)
 
 
-def _deferred(image: np.ndarray) -> tuple[None, None]:
-    """The prefetch step of a model that preprocesses on the GPU: nothing (the loop does it)."""
-    return None, None
+class _Consumer:
+    """Draws and writes one frame result to its source's sinks, keeping per-source overlay state."""
+
+    def __init__(self, sinks: list[list[Any]], draw: Any, draw_status: Any) -> None:
+        self.image_sinks = [[s for s in group if getattr(s, "needs_image", True)] for group in sinks]
+        self.result_sinks = [[s for s in group if not getattr(s, "needs_image", True)] for group in sinks]
+        self.stop_sinks = [s for group in sinks for s in group if hasattr(s, "stop_requested")]
+        self.draw = draw
+        self.draw_status = draw_status
+        self.period_ema = [0.0] * len(sinks)
+        self.t_last = [0.0] * len(sinks)
+        self.last_sink = [math.nan] * len(sinks)
+        self.sink: Any = None
+        self.frame: FrameResult | None = None
+
+    def write(self, fr: FrameResult, summary: RunSummary) -> None:
+        perf = time.perf_counter
+        i = fr.source_index
+        t3 = perf()
+        self.frame = fr
+        image = fr.frame
+        timings = fr.timings
+        if self.image_sinks[i] and image is not None:
+            if self.draw is not None:
+                drawn = self.draw(image, fr.result)
+                if isinstance(drawn, np.ndarray):
+                    image = drawn
+            if self.draw_status is not None:
+                ema = self.period_ema[i]
+                fps = 1000.0 / ema if ema > 0 else 0.0
+                self.draw_status(image, _status_lines(fps, timings, self.last_sink[i], summary))
+            for sink in self.image_sinks[i]:
+                self.sink = sink  # named in the SinkError if it fails
+                sink.write(image, fr)
+            timings.sink = (perf() - t3) * 1e3
+        for sink in self.result_sinks[i]:
+            self.sink = sink
+            sink.write(image, fr)
+        self.sink = None
+        t4 = perf()
+        self.last_sink[i] = (t4 - t3) * 1e3
+        if self.t_last[i]:
+            dt = (t4 - self.t_last[i]) * 1e3
+            self.period_ema[i] = dt if self.period_ema[i] == 0.0 else 0.9 * self.period_ema[i] + 0.1 * dt
+        self.t_last[i] = t4
+
+    def stop_requested(self) -> bool:
+        return any(s.stop_requested for s in self.stop_sinks)
 
 
-def _sync(summary: RunSummary, source: Any, prefetch: _Prefetch, t_first: float | None, t_last: float) -> None:
-    stats = source.stats
-    summary.dropped = stats.frames_dropped + prefetch.dropped
-    summary.bad_frames = stats.bad_frames
-    summary.reconnects = stats.reconnects
-    summary.reconnecting = bool(getattr(source, "reconnecting", False))
-    summary.wall_s = (t_last - t_first) if t_first is not None and t_last > t_first else 0.0
-
-
-def _status_lines(fps: float, t: StageTimings, last_sink: float, summary: RunSummary, source: Any) -> list[str]:
+def _status_lines(fps: float, t: StageTimings, last_sink: float, summary: RunSummary) -> list[str]:
     sink = 0.0 if math.isnan(last_sink) else last_sink
     lines = [f"{fps:5.1f} FPS  infer {t.infer:5.1f} ms", f"pre {t.pre:.1f}  post {t.post:.1f}  sink {sink:.1f} ms"]
-    dropped = source.stats.frames_dropped
-    if dropped:
-        lines.append(f"dropped {dropped}")
+    if summary.dropped:
+        lines.append(f"dropped {summary.dropped}")
     return lines
 
 
@@ -410,10 +298,10 @@ def _resolve_draw_status() -> Callable[[np.ndarray, list[str]], Any] | None:
     return draw_status
 
 
-def _close_all(source: Any, sinks: list[Any], *, raise_errors: bool) -> None:
-    """Close the source, then every sink; one failing close never skips the others."""
+def _close_all(sources: Sequence[Any], sinks: list[Any], *, raise_errors: bool) -> None:
+    """Close the sources, then every sink; one failing close never skips the others."""
     errors: list[tuple[Any, BaseException]] = []
-    for obj in (source, *sinks):
+    for obj in (*(s for s in sources if hasattr(s, "close")), *sinks):
         try:
             obj.close()
         except Exception as exc:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamkit import frame_index, write_video
 
@@ -144,3 +145,44 @@ def test_video_file_over_http_ends_like_a_file(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_two_live_streams_one_dies_the_other_goes_on(tmp_path: Path) -> None:
+    """Two cameras on loopback in one batched stream: one server is killed for good; the other keeps
+    delivering (at its own rate, never waiting for the dead one) and the dead one is dropped."""
+    from streamkit import FakeModel
+
+    import edgecv
+
+    video = write_video(tmp_path / "clip.avi", n=90, fps=30.0)
+    ports = [_free_port(), _free_port()]
+    servers = [StreamServer(video, port) for port in ports]
+    for server in servers:
+        server.start()
+    opts = {"open_timeout_s": 3.0, "read_timeout_s": 1.0, "max_reconnect_s": 1.5, "backoff_s": (0.1, 0.4)}
+    srcs = [_open_when_listening(f"tcp://127.0.0.1:{port}", 10.0, **opts) for port in ports]
+    times: dict[int, list[float]] = {0: [], 1: []}
+    killed: float | None = None
+    try:
+        with edgecv.stream(FakeModel(), srcs, batch_timeout_ms=20) as stream:
+            end = time.monotonic() + 20.0
+            for r in stream:
+                now = time.monotonic()
+                times[r.source_index].append(now)
+                if killed is None and len(times[1]) >= 15:
+                    servers[1].kill()
+                    killed = now
+                if killed is not None and stream.errors and len([t for t in times[0] if t > killed + 2.0]) >= 15:
+                    break
+                assert now < end, "the live camera stalled behind the dead one"
+    finally:
+        for server in servers:
+            server.kill()
+    assert killed is not None and list(stream.errors) == [1] and isinstance(stream.errors[1], SourceError)
+    alive_after = [t for t in times[0] if t > killed]
+    # the live camera kept its pace (~30 fps) while the other reconnected and gave up: no gap over 0.5 s
+    gaps = np.diff([killed, *alive_after])
+    assert len(alive_after) >= 40 and gaps.max() < 0.5, gaps.max()
+    s0, s1 = stream.summaries
+    assert s1.stop_reason == "error" and s0.frames == len(times[0])
+    assert all(not s._thread.is_alive() for s in srcs if s._thread is not None)
