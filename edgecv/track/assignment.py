@@ -124,22 +124,47 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def match(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal one-to-one matching that maximizes total similarity, then drops pairs below ``min_similarity``.
 
+    The same pairs as solving the whole matrix with :func:`linear_sum_assignment` and
+    filtering (what ByteTrack does), found faster: rows and columns that overlap exactly
+    one partner (most objects between two frames) are paired directly, and only the
+    rest goes to the solver. Pairs of zero similarity never count, so ``min_similarity``
+    must be > 0.
+
     Args:
-        similarity: (R, C) float matrix (e.g. IoU of tracks x detections).
-        min_similarity: a matched pair must reach this similarity to count.
+        similarity: (R, C) float matrix >= 0 (e.g. IoU of tracks x detections).
+        min_similarity: a matched pair must reach this similarity (> 0) to count.
 
     Returns:
         ``(pairs, unmatched_rows, unmatched_cols)``: (K, 2) int64 (row, col) pairs in row order,
         and the sorted int64 indices left unmatched on each side.
     """
+    if not min_similarity > 0:
+        raise ValueError(f"min_similarity must be > 0, got {min_similarity}")
     nr, nc = similarity.shape
     if nr == 0 or nc == 0:
         return np.zeros((0, 2), np.int64), np.arange(nr, dtype=np.int64), np.arange(nc, dtype=np.int64)
-    rows, cols = linear_sum_assignment(similarity, maximize=True)
-    ok = similarity[rows, cols] >= min_similarity
-    rows, cols = rows[ok], cols[ok]
+    positive = similarity > 0
+    row_deg = positive.sum(axis=1)
+    col_deg = positive.sum(axis=0)
+    # a row with one positive entry whose column has no other: a component of its own, paired directly
+    only_col = positive.argmax(axis=1)
+    single = (row_deg == 1) & (col_deg[only_col] == 1)
+    rows = [np.flatnonzero(single)]
+    cols = [only_col[single]]
+    busy_rows = np.flatnonzero((row_deg > 0) & ~single)
+    if busy_rows.size:
+        busy_cols = np.flatnonzero(positive[busy_rows].any(axis=0))
+        sub_r, sub_c = linear_sum_assignment(similarity[np.ix_(busy_rows, busy_cols)], maximize=True)
+        rows.append(busy_rows[sub_r])
+        cols.append(busy_cols[sub_c])
+    r = np.concatenate(rows)
+    c = np.concatenate(cols)
+    ok = similarity[r, c] >= min_similarity
+    r, c = r[ok], c[ok]
+    order = np.argsort(r, kind="stable")
+    r, c = r[order], c[order]
     free_rows = np.ones(nr, bool)
-    free_rows[rows] = False
+    free_rows[r] = False
     free_cols = np.ones(nc, bool)
-    free_cols[cols] = False
-    return np.stack([rows, cols], axis=1), np.flatnonzero(free_rows), np.flatnonzero(free_cols)
+    free_cols[c] = False
+    return np.stack([r, c], axis=1).astype(np.int64), np.flatnonzero(free_rows), np.flatnonzero(free_cols)

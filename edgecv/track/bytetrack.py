@@ -42,7 +42,7 @@ class TrackConfig:
             the others are only used to continue existing tracks.
         new_track_thresh: an unmatched high detection starts a track only from this score
             (>= ``high_thresh``: new tracks only come from high detections).
-        match_iou: the least IoU between a track's predicted box and a detection for a match.
+        match_iou: the least IoU between a track's predicted box and a detection for a match (> 0).
         min_hits: consecutive matched frames before a track is confirmed and given an ID.
         track_buffer: how many frames (at 30 FPS) a lost track is kept for re-association.
         frame_rate: the stream's frame rate; scales ``track_buffer`` (60 FPS keeps tracks 2x the frames).
@@ -56,7 +56,9 @@ class TrackConfig:
     frame_rate: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("high_thresh", "new_track_thresh", "match_iou"):
+        if not isinstance(self.match_iou, (int, float)) or not 0.0 < self.match_iou <= 1.0:
+            raise ConfigError(f"track match_iou must be in (0, 1], got {self.match_iou!r}", hint="e.g. match_iou=0.1")
+        for name in ("high_thresh", "new_track_thresh"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"track {name} must be in [0, 1], got {value!r}", hint=f"e.g. {name}={getattr(TrackConfig, name)}")
@@ -95,6 +97,7 @@ class ByteTrack:
         if config is not None and not isinstance(config, TrackConfig):
             raise ConfigError(f"ByteTrack takes a TrackConfig, got {type(config).__name__}", hint="ByteTrack(TrackConfig(...))")
         self.config = config or TrackConfig()
+        self._max_lost = self.config.max_lost_frames
         self.reset()
 
     def reset(self) -> None:
@@ -162,7 +165,7 @@ class ByteTrack:
             self._lost = np.concatenate([self._lost, np.zeros(starts.size, np.int64)])
         # drop tracks lost too long, and unconfirmed tracks missed this frame
         confirmed = (self._ids >= 0) | (self._hits >= cfg.min_hits)
-        alive = (self._lost <= cfg.max_lost_frames) & (confirmed | (self._lost == 0))
+        alive = (self._lost <= self._max_lost) & (confirmed | (self._lost == 0))
         if not alive.all():
             self._mean, self._cov = self._mean[alive], self._cov[alive]
             self._ids, self._hits, self._lost = self._ids[alive], self._hits[alive], self._lost[alive]

@@ -113,3 +113,19 @@ def noisy_detections(
             Detections(b[order].astype(np.float32), s[order].astype(np.float32), np.zeros(len(b), np.int32))
         )
     return out
+
+
+def as_pedestrian_gt(src: str | Path, dst: str | Path) -> Path:
+    """Copy a ground-truth file with every box marked as a pedestrian (class 1) to be scored.
+
+    TrackEval-style evaluators (``trackers.eval``) score only class-1 rows; files
+    with the class column left at -1 (motmetrics' TUD sequences) would count nothing.
+    """
+    rows = np.loadtxt(Path(src), delimiter=",", ndmin=2, dtype=np.float64)
+    if rows.shape[1] < 8:
+        rows = np.concatenate([rows, np.ones((len(rows), 8 - rows.shape[1]))], axis=1)
+    rows[:, 6] = 1
+    rows[:, 7] = 1
+    dst = Path(dst)
+    dst.write_text("".join(",".join(f"{v:g}" for v in r) + "\n" for r in rows))
+    return dst
