@@ -62,4 +62,4 @@ def ros(
         threads=threads,
     )
     stats = run_node(cfg, ros_args)
-    out.print(f"{node_name}: {stats.summary()}", highlight=False)
+    out.print(f"{node_name}: {stats.summary()}", highlight=False, soft_wrap=True)
