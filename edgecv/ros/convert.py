@@ -48,7 +48,7 @@ def image_to_bgr(msg: Any) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(img, 3, axis=2))
     if order is not None:
         img = img[..., list(order)]
-    return np.ascontiguousarray(img)
+    return np.array(img, order="C", copy=True)  # the model's own writable copy (the annotator draws on it)
 
 
 def bgr_to_image(frame: np.ndarray, header: Any, image_cls: Any) -> Any:
