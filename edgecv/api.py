@@ -147,7 +147,7 @@ class Detector(Model):
     ``postprocess`` never tracks (a loop over several streams keeps a tracker per stream).
     """
 
-    tracker: Any = None
+    tracker: ByteTrack | None = None
 
     def __init__(
         self,
