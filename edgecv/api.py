@@ -30,6 +30,7 @@ from edgecv.engine.base import BaseEngine
 from edgecv.engine.registry import load_engine
 from edgecv.errors import ConfigError
 from edgecv.results import Detections, Result, Segmentation
+from edgecv.track import ByteTrack, TrackConfig
 from edgecv.vision.letterbox import LetterboxTransform, preprocess
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,14 @@ class Detector(Model):
     Args:
         conf: minimum score; iou: NMS IoU threshold; classes: keep only these class ids;
         max_det: at most this many detections per image; agnostic: class-agnostic NMS.
+
+    ``tracker`` (set by ``load(..., track=True)``): a :class:`~edgecv.track.ByteTrack` that
+    calling the model steps, so ``model(frame)`` returns detections with ``tracker_id``.
+    One tracker follows one stream: call it on consecutive frames of one camera only.
+    ``postprocess`` never tracks (a loop over several streams keeps a tracker per stream).
     """
+
+    tracker: ByteTrack | None = None
 
     def __init__(
         self,
@@ -281,6 +289,10 @@ class Detector(Model):
         )
         return Detections(transform.boxes_to_src(xyxy), scores, class_ids, self.names)
 
+    def __call__(self, frame: np.ndarray) -> Detections:
+        detections: Detections = super().__call__(frame)  # type: ignore[assignment]
+        return detections if self.tracker is None else self.tracker.update(detections)
+
 
 def _masks_to_src(probs: np.ndarray, transform: LetterboxTransform) -> np.ndarray:
     """(K, h, w) mask probabilities at the model input -> (K, H, W) bool at the original image size."""
@@ -315,6 +327,7 @@ def load(
     task: str | None = None,
     names: Sequence[str] | None = None,
     triton: str | None = None,
+    track: bool | TrackConfig = False,
     **engine_options: Any,
 ) -> Detector | Segmenter:
     """Load ``path`` (.onnx or .engine) and return a Detector or Segmenter, chosen by the model's task.
@@ -323,8 +336,12 @@ def load(
     to the backend (ONNX Runtime: ``providers``, ``threads``). With ``triton`` (a server URL,
     ``http://host:8000`` or ``grpc://host:8001``) the network runs on that Triton server and
     ``path`` names the model there (a deployed file's stem, or the name itself); pre- and
-    postprocessing stay local (see :mod:`edgecv.engine.triton`).
+    postprocessing stay local (see :mod:`edgecv.engine.triton`). ``track`` (True or a
+    :class:`~edgecv.track.TrackConfig`) gives a detector a ByteTrack tracker that each
+    call steps, for one stream of consecutive frames.
     """
+    if not isinstance(track, (bool, TrackConfig)):
+        raise ConfigError(f"track must be True, False or a TrackConfig, got {type(track).__name__}", hint="edgecv.load(path, track=True)")
     if triton is not None:
         if backend not in ("auto", "triton"):
             raise ConfigError(f"triton= runs the model on a server; backend={backend!r} conflicts with it", hint="drop backend")
@@ -334,5 +351,11 @@ def load(
     else:
         engine = load_engine(path, backend, task=task, names=names, **engine_options)
     if engine.meta.task == "detect":
-        return Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
+        detector = Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
+        if track is not False:
+            detector.tracker = ByteTrack(track if isinstance(track, TrackConfig) else None)
+        return detector
+    if track is not False:
+        engine.close()
+        raise ConfigError(f"track=True needs a detection model; {Path(path).name} is a {engine.meta.task} model", hint="drop track=True")
     return Segmenter(engine)

@@ -34,6 +34,8 @@ class Detections:
         names: class names of the model (index -> name); may be empty.
         masks: optional (N, H, W) bool instance masks at image size.
         data: optional per-detection extras, each an array of length N.
+        tracker_id: optional (N,) int64 track IDs from a tracker (:mod:`edgecv.track`);
+            -1 marks a detection that belongs to no confirmed track.
     """
 
     xyxy: np.ndarray
@@ -42,6 +44,7 @@ class Detections:
     names: tuple[str, ...] = ()
     masks: np.ndarray | None = None
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
+    tracker_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check("xyxy", self.xyxy, 2, np.float32, None, (4,))
@@ -53,6 +56,8 @@ class Detections:
         for key, value in self.data.items():
             if len(value) != n:
                 raise ValueError(f"data[{key!r}] must have length {n}, got {len(value)}")
+        if self.tracker_id is not None:
+            _check("tracker_id", self.tracker_id, 1, np.int64, n)
 
     @classmethod
     def empty(cls, names: Sequence[str] = ()) -> Detections:
@@ -75,6 +80,7 @@ class Detections:
             self.names,
             None if self.masks is None else self.masks[idx],
             {k: np.asarray(v)[idx] for k, v in self.data.items()},
+            None if self.tracker_id is None else self.tracker_id[idx],
         )
 
     @property
@@ -90,20 +96,25 @@ class Detections:
         return self[keep]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: a list of {box, score, class_id, class_name}; masks are not included."""
-        return {
-            "detections": [
-                {
-                    "box": [round(float(v), 2) for v in box],
-                    "score": round(float(score), 4),
-                    "class_id": int(cid),
-                    "class_name": name,
-                }
-                for box, score, cid, name in zip(
-                    self.xyxy.tolist(), self.scores.tolist(), self.class_ids.tolist(), self.class_names
-                )
-            ]
-        }
+        """JSON-ready: a list of {box, score, class_id, class_name[, track_id]}; masks are not included.
+
+        ``track_id`` is present when the detections went through a tracker (-1: not tracked).
+        """
+        items: list[dict[str, Any]] = [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 4),
+                "class_id": int(cid),
+                "class_name": name,
+            }
+            for box, score, cid, name in zip(
+                self.xyxy.tolist(), self.scores.tolist(), self.class_ids.tolist(), self.class_names
+            )
+        ]
+        if self.tracker_id is not None:
+            for item, tid in zip(items, self.tracker_id.tolist()):
+                item["track_id"] = int(tid)
+        return {"detections": items}
 
 
 @dataclass(frozen=True, slots=True)

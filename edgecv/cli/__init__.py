@@ -10,7 +10,7 @@ import importlib
 
 from edgecv.cli.app import app, main
 
-COMMAND_MODULES = ("export", "optimize", "quant", "engine", "deploy", "run", "measure", "info")
+COMMAND_MODULES = ("export", "optimize", "quant", "engine", "deploy", "run", "ros", "measure", "info")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"edgecv.cli.{_module}")
 

@@ -47,6 +47,9 @@ def run(
     metrics_only: Annotated[str | None, typer.Option("--metrics-only", metavar="[HOST:]PORT", help="Serve only /metrics (Prometheus), /api/status and /healthz: figures, no video.", rich_help_panel="Serve")] = None,
     serve_token: Annotated[str | None, typer.Option("--serve-token", envvar="EDGECV_SERVE_TOKEN", show_envvar=True, help="Require this token (?token=..., Authorization: Bearer ..., or the page's cookie).", rich_help_panel="Serve")] = None,
     serve_fps: Annotated[float | None, typer.Option("--serve-fps", help="Most preview frames per second encoded per stream (default 15; only while someone watches).", rich_help_panel="Serve")] = None,
+    track: Annotated[bool, typer.Option("--track", help="ByteTrack IDs per source: drawn, and `track_id` in the JSONL.", rich_help_panel="Tracking")] = False,
+    track_thresh: Annotated[float | None, typer.Option(help="--track: detections scoring at least this start and match tracks first (default 0.6; lower ones only continue tracks).", rich_help_panel="Tracking")] = None,
+    track_buffer: Annotated[int | None, typer.Option(help="--track: frames (at 30 FPS) a lost track is kept for re-association (default 30).", rich_help_panel="Tracking")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
@@ -72,7 +75,9 @@ def run(
     specs: list[Any] = [camera] if camera is not None else sources
     save_paths = output_paths(save or [], specs or ["demo"], "--save")
     jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
-    config = StreamConfig(max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch)  # validates
+    config = StreamConfig(
+        max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch, track=track_config(track, track_thresh, track_buffer)
+    )  # validates
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
     if triton is not None:
@@ -132,6 +137,24 @@ def run(
             f"{len(result.errors)} of {len(srcs)} sources failed and were dropped (the others ran to the end); first: {str(first).splitlines()[0]}",
             hint="check those cameras/streams; the outputs of every source were finalized",
         )
+
+
+def track_config(track: bool, thresh: float | None, buffer: int | None) -> Any:
+    """The TrackConfig of --track and its options (False without --track); options without --track are an error."""
+    if not track:
+        given = [name for name, v in (("--track-thresh", thresh), ("--track-buffer", buffer)) if v is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} need --track", hint="add --track")
+        return False
+    from edgecv.track import TrackConfig
+
+    options: dict[str, Any] = {}
+    if thresh is not None:
+        options["high_thresh"] = thresh
+        options["new_track_thresh"] = max(thresh, TrackConfig.new_track_thresh)
+    if buffer is not None:
+        options["track_buffer"] = buffer
+    return TrackConfig(**options)
 
 
 def output_paths(paths: list[Path], specs: list[Any], option: str) -> list[Path | None]:

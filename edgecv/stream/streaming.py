@@ -33,6 +33,7 @@ from edgecv.errors import ConfigError, SourceError
 from edgecv.results import Detections, FrameResult, StageTimings
 from edgecv.stream.batching import Batcher, Prefetch
 from edgecv.stream.summary import RunSummary
+from edgecv.track import ByteTrack, TrackConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,11 @@ class StreamConfig:
             one source has a frame (DeepStream nvstreammux's ``batched-push-timeout``); a source
             that misses it joins a later batch. About one frame period of the cameras is right.
         max_batch: at most this many frames per inference call (None: one per source).
+        track: True or a :class:`~edgecv.track.TrackConfig`: one ByteTrack per source, stepped in
+            frame order (detections get ``tracker_id``). A model loaded with ``track=`` asks for
+            the same (its tracker's config is used, one tracker per source).
         tracker_factory: makes one tracker per source (``update(detections) -> detections``),
-            stepped in frame order; None: no tracking.
+            stepped in frame order, instead of ``track``; None: no tracking.
         drop_failed_sources: a source that fails for good (a camera that did not come back within
             its reconnect limit) is logged, recorded in its summary and dropped while the others go
             on; None means yes with several sources, no (raise) with one.
@@ -65,6 +69,7 @@ class StreamConfig:
     max_frames: int | None = None
     batch_timeout_ms: float = 33.0
     max_batch: int | None = None
+    track: bool | TrackConfig = False
     tracker_factory: Callable[[], Any] | None = None
     drop_failed_sources: bool | None = None
     keep_frames: bool = True
@@ -83,6 +88,10 @@ class StreamConfig:
             raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}", hint="1 infers frame by frame; leave it out for one frame per source")
         if self.tracker_factory is not None and not callable(self.tracker_factory):
             raise ConfigError(f"tracker_factory must be callable (it makes one tracker per source), got {self.tracker_factory!r}")
+        if not isinstance(self.track, (bool, TrackConfig)):
+            raise ConfigError(f"track must be True, False or a TrackConfig, got {type(self.track).__name__}", hint="track=True")
+        if self.track is not False and self.tracker_factory is not None:
+            raise ConfigError("track and tracker_factory both ask for a tracker", hint="pass one of them")
         if self.prefetch not in ("just-in-time", "eager"):
             raise ConfigError(f"prefetch must be 'just-in-time' or 'eager', got {self.prefetch!r}", hint="just-in-time gives fresher frames from live sources")
         if self.max_reconnect_s < 0 or self.open_timeout_s <= 0:
@@ -176,6 +185,7 @@ class Stream:
         self._thread_error: BaseException | None = None
         self.lanes: list[_Lane] = []
         opened: list[Any] = []
+        tracker_factory = self._tracker_factory(model)
         try:
             for spec in specs:
                 opened.append(spec if hasattr(spec, "read") and hasattr(spec, "stats") else self._open(spec))
@@ -185,7 +195,7 @@ class Stream:
                     src, None if self._gpu_pre else model.preprocess, self._batcher.wake,
                     just_in_time=self.config.prefetch == "just-in-time",
                 )
-                tracker = self.config.tracker_factory() if self.config.tracker_factory is not None else None
+                tracker = tracker_factory() if tracker_factory is not None else None
                 summary = RunSummary(source=getattr(src, "name", str(i)), live=bool(getattr(src, "is_live", False)))
                 self.lanes.append(_Lane(i, src, prefetch, tracker, summary))
         except BaseException:
@@ -196,6 +206,19 @@ class Stream:
             raise
         drop = self.config.drop_failed_sources
         self._drop_failed = len(self.lanes) > 1 if drop is None else drop
+
+    def _tracker_factory(self, model: Any) -> Callable[[], Any] | None:
+        """What makes each source's tracker: the config's, or ByteTrack for ``track``/a tracking model."""
+        if self.config.tracker_factory is not None:
+            return self.config.tracker_factory
+        track = self.config.track
+        model_tracker = getattr(model, "tracker", None)
+        if track is False and model_tracker is None:
+            return None
+        if getattr(model, "task", "detect") != "detect":
+            raise ConfigError(f"tracking needs a detection model; this one is a {model.task} model", hint="drop track=True")
+        cfg = track if isinstance(track, TrackConfig) else getattr(model_tracker, "config", None)
+        return lambda: ByteTrack(cfg)
 
     def _open(self, spec: SourceSpec) -> Any:
         from edgecv.stream.sources import open_source

@@ -50,6 +50,10 @@ class Annotator(Protocol):
 class BoxAnnotator:
     """Boxes with a ``name score`` label on a filled background, one colour per class.
 
+    Tracked detections (``tracker_id`` set, see :mod:`edgecv.track`) get a ``#id``
+    label prefix and, with ``color_by_track``, one colour per track ID, so an
+    object keeps its colour while it moves; untracked ones (-1) keep their class colour.
+
     Results other than :class:`Detections` are left undrawn, so it can sit in a
     chain with other annotators.
 
@@ -59,12 +63,16 @@ class BoxAnnotator:
         text_scale: OpenCV font scale; None derives it from the thickness.
         show_labels: draw the label (class name) at all.
         show_scores: append the score to the label.
+        show_track_ids: prefix the label with ``#id`` for tracked detections.
+        color_by_track: colour tracked detections by track ID instead of class.
     """
 
     thickness: int | None = None
     text_scale: float | None = None
     show_labels: bool = True
     show_scores: bool = True
+    show_track_ids: bool = True
+    color_by_track: bool = True
 
     def annotate(self, frame: np.ndarray, result: Result) -> np.ndarray:
         """Draw the boxes of ``result`` on ``frame`` in place (lowest score first, so the best is on top)."""
@@ -79,12 +87,16 @@ class BoxAnnotator:
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
         names = result.class_names
+        track_ids = result.tracker_id.tolist() if result.tracker_id is not None else [-1] * len(result)
         for i in np.argsort(result.scores, kind="stable").tolist():
             x1, y1, x2, y2 = boxes[i].tolist()
-            color = color_for(result.class_ids[i])
+            tid = track_ids[i]
+            color = color_for(tid) if self.color_by_track and tid >= 0 else color_for(result.class_ids[i])
             cv2.rectangle(frame, (x1, y1), (x2, y2), color, lw, cv2.LINE_8)
             if self.show_labels:
                 label = f"{names[i]} {result.scores[i]:.2f}" if self.show_scores else names[i]
+                if self.show_track_ids and tid >= 0:
+                    label = f"#{tid} {label}"
                 _label(frame, label, (x1, y1), color, scale, text_lw)
         return frame
 

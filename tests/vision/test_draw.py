@@ -115,3 +115,18 @@ def test_bad_frames_raise() -> None:
         draw_status(np.zeros((10, 10, 3), np.float32), ["x"])
     with pytest.raises(ValueError, match="does not match the frame"):
         MaskAnnotator().annotate(frame(), Segmentation(np.ones((10, 10), np.int32)))
+
+
+def test_box_annotator_draws_track_ids_in_track_colours() -> None:
+    from edgecv.vision.draw import color_for
+
+    xyxy = np.array([[20, 20, 120, 120], [200, 20, 300, 120]], np.float32)
+    base = Detections(xyxy, np.array([0.9, 0.8], np.float32), np.array([0, 0], np.int32), ("obj",))
+    tracked = Detections(base.xyxy, base.scores, base.class_ids, base.names, tracker_id=np.array([5, -1], np.int64))
+    plain = BoxAnnotator(thickness=2, show_labels=False).annotate(np.zeros((240, 320, 3), np.uint8), base)
+    frame = BoxAnnotator(thickness=2, show_labels=False).annotate(np.zeros((240, 320, 3), np.uint8), tracked)
+    assert tuple(frame[70, 20]) == color_for(5)  # left edge of the tracked box: its track's colour
+    assert tuple(frame[70, 200]) == color_for(0) == tuple(plain[70, 200])  # untracked: class colour
+    labelled = BoxAnnotator(thickness=2).annotate(np.zeros((240, 320, 3), np.uint8), tracked)
+    no_ids = BoxAnnotator(thickness=2, show_track_ids=False).annotate(np.zeros((240, 320, 3), np.uint8), tracked)
+    assert not np.array_equal(labelled, no_ids)  # the "#5" prefix is drawn
