@@ -255,14 +255,32 @@ def load(
     max_det: int = 300,
     task: str | None = None,
     names: Sequence[str] | None = None,
+    imgsz: int | Sequence[int] | None = None,
+    square: bool = False,
     **engine_options: Any,
 ) -> Detector | Segmenter:
     """Load ``path`` (.onnx or .engine) and return a Detector or Segmenter, chosen by the model's task.
 
     ``task``/``names`` describe ONNX files edgecv did not write; ``engine_options`` go
-    to the backend (ONNX Runtime: ``providers``, ``threads``).
+    to the backend (ONNX Runtime: ``providers``, ``threads``). ``imgsz`` (one number or
+    (h, w)) runs a model with dynamic height/width at that size (a multiple of its
+    stride; a static model accepts only its own size); frames are padded only up to
+    the next stride multiple unless ``square`` (pad to the full size).
+
+    Raises:
+        ConfigError: ``imgsz`` does not fit the model (message says its size).
     """
+    from edgecv.artifact import with_input_size
+
+    size = None if imgsz is None else ((int(imgsz),) * 2 if isinstance(imgsz, (int, np.integer)) else tuple(int(v) for v in imgsz))
+    if size is not None and len(size) != 2:
+        raise ConfigError(f"imgsz takes one number or (height, width), got {imgsz!r}")
     engine = load_engine(path, backend, task=task, names=names, **engine_options)
+    try:
+        engine.meta = with_input_size(engine.meta, size, square=square, model=Path(path).name)
+    except Exception:
+        engine.close()
+        raise
     if engine.meta.task == "detect":
         return Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
     return Segmenter(engine)

@@ -49,6 +49,8 @@ TASKS = ("detect", "segment")
 #               stride-8, 16 and 32 grid cells, row-major. Decoded on the host (edgecv.vision.decode.yolox_to_yolov8).
 OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect", "yolox")
 PAD_ALIGNS = ("center", "top-left")  # where the letterboxed image sits in the padded input (YOLOX: top-left)
+# How the resized size is rounded: "round" (Ultralytics, edgecv) or "floor" (YOLOX's own int() truncation).
+RESIZE_ROUNDINGS = ("round", "floor")
 # Mask prototypes of a yolov8_seg model (and coefficients per anchor).
 SEG_PROTOS = 32
 
@@ -77,6 +79,9 @@ class ModelMeta:
     pad_align: str = "center"
     preprocess_in_graph: bool = False
     nms_in_graph: bool = False
+    # pad every frame to the full input_size even when the graph is dynamic (a static TensorRT profile)
+    square: bool = False
+    resize_rounding: str = "round"
     precision: str = "fp32"
     arch: str = ""
     source_hash: str = ""
@@ -96,6 +101,8 @@ class ModelMeta:
             raise ArtifactError(f"input_size must be positive, got {self.input_size}")
         if self.pad_align not in PAD_ALIGNS:
             raise ArtifactError(f"pad_align must be one of {PAD_ALIGNS}, got {self.pad_align!r}")
+        if self.resize_rounding not in RESIZE_ROUNDINGS:
+            raise ArtifactError(f"resize_rounding must be one of {RESIZE_ROUNDINGS}, got {self.resize_rounding!r}")
         if self.color not in ("RGB", "BGR"):
             raise ArtifactError(f"color must be RGB or BGR, got {self.color!r}")
 
@@ -137,6 +144,37 @@ class ModelMeta:
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"corrupt edgecv metadata: {exc}", hint="re-export the model with `edgecv export`") from exc
         return cls.from_dict(data)
+
+
+def with_input_size(meta: ModelMeta, imgsz: Sequence[int] | None, *, square: bool = False, model: str = "the model") -> ModelMeta:
+    """``meta`` running at ``imgsz`` (h, w), padded to the full size when ``square``.
+
+    A dynamic graph takes any size that is a multiple of its stride; a static graph
+    only its own size.
+
+    Raises:
+        ConfigError: the size is not positive, not a multiple of the stride, or differs
+            from a static model's fixed size.
+    """
+    if imgsz is None:
+        return meta.replace(square=True) if square and not meta.square else meta
+    h, w = (int(v) for v in imgsz)
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"image size must be positive, got {h},{w}", hint="e.g. --imgsz 640 or --imgsz 480,640")
+    if (h, w) != tuple(meta.input_size):
+        if not meta.dynamic:
+            fixed = f"{meta.input_size[0]},{meta.input_size[1]}"
+            raise ConfigError(
+                f"{model} has a fixed input size {fixed}; it cannot run at {h},{w}",
+                hint=f"leave out --imgsz (or pass --imgsz {fixed}), or re-export the model with dynamic height and width",
+            )
+        s = meta.stride
+        if h % s or w % s:
+            up = f"{-(-h // s) * s},{-(-w // s) * s}"
+            raise ConfigError(f"image size {h},{w} is not a multiple of the model's stride {s}", hint=f"use --imgsz {up}")
+    if (h, w) != tuple(meta.input_size):
+        log.info("%s runs at %d,%d (exported at %d,%d)", model, h, w, *meta.input_size)
+    return meta.replace(input_size=(h, w), square=square or meta.square)
 
 
 def infer_meta(

@@ -42,8 +42,12 @@ class BenchConfig:
     backend: str = "auto"
     cuda_graph: bool = False  # TensorRT entries replay a captured CUDA graph (see TensorRTEngine)
     gpu_preprocess: bool = True  # TensorRT entries preprocess with the CUDA kernel where they can (Model.gpu_preprocess)
+    imgsz: tuple[int, int] | None = None  # run every model at this (h, w) (edgecv.load(imgsz=...))
+    square: bool = False  # pad frames to the full input size
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}", hint="leave out --threads for the runtime's default")
         if self.duration_s is None and self.iterations <= 0:
             raise ConfigError(f"--iterations must be positive, got {self.iterations}", hint="e.g. --iterations 200, or --duration 10")
         if self.duration_s is not None and self.duration_s <= 0:
@@ -148,7 +152,7 @@ def _open(
         options = {"stop_spinning": True} if interleaved and backend == "onnxruntime" else {}
         if cfg.cuda_graph and backend == "tensorrt":
             options["cuda_graph"] = True
-        model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
+        model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, imgsz=cfg.imgsz, square=cfg.square, **options)
     except EdgecvError as exc:
         record.status, record.error = "error", exc.message
         return record, None
@@ -267,7 +271,10 @@ def add_accuracy(report: BenchReport, data: Path, *, max_images: int | None = No
         if not record.ok or record.model in by_model:
             continue
         try:
-            with edgecv.load(record.model, conf=0.001, iou=0.6, threads=report.config.get("threads")) as model:
+            size = report.config.get("imgsz")
+            with edgecv.load(
+                record.model, conf=0.001, iou=0.6, threads=report.config.get("threads"), imgsz=size, square=bool(report.config.get("square"))
+            ) as model:
                 metrics = evaluate(model, dataset, progress=progress, max_images=max_images).to_dict()
             metric = "map" if record.task == "detect" else "miou"
             by_model[record.model] = {"metric": metric, "value": metrics[metric], **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
