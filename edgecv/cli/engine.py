@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import IMGSZ_HELP, SQUARE_HELP, batch_range, imgsz_arg
+from edgecv.cli.options import IMGSZ_HELP, batch_range, imgsz_arg
 from edgecv.cli.quant import print_calibration
 from edgecv.errors import ConfigError
 from edgecv.log import out
