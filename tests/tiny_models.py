@@ -34,7 +34,7 @@ def constant_yolo(path: Path, raw: np.ndarray, size: int = 32, props: dict[str, 
     return constant_outputs(path, [("output0", raw)], size, props)
 
 
-def yolo_raw(boxes_cxcywh: list[tuple[float, float, float, float]], scores: list[list[float]], anchors: int = 20) -> np.ndarray:
+def yolo_raw(boxes_cxcywh: list[tuple[float, float, float, float]], scores: list[list[float]], anchors: int = 21) -> np.ndarray:
     nc = len(scores[0])
     raw = np.zeros((1, 4 + nc, anchors), np.float32)
     for i, (box, s) in enumerate(zip(boxes_cxcywh, scores)):

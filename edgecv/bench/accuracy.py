@@ -371,6 +371,10 @@ class SegmentationMetrics:
             "mean_dice": _round(self.mean_dice),
             "per_class_iou": {n: _round(v) for n, v in zip(labels, self.per_class_iou, strict=True)},
             "per_class_dice": {n: _round(v) for n, v in zip(labels, self.per_class_dice, strict=True)},
+            **(  # background / foreground (one-channel segmenters): the foreground's IoU and Dice
+                {"binary_iou": _round(self.per_class_iou[1]), "binary_dice": _round(self.per_class_dice[1])}
+                if len(self.per_class_iou) == 2 else {}
+            ),
             "num_images": self.num_images,
             "num_pixels": self.num_pixels,
         }

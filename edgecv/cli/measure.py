@@ -28,6 +28,7 @@ def evaluate(
     max_det: Annotated[int, typer.Option(help="COCO maxDets: detections scored per image and class (COCO: 100; dense scenes need more).")] = 100,
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     square: Annotated[bool, typer.Option("--square", help=SQUARE_HELP)] = False,
+    mask_threshold: Annotated[float | None, typer.Option(help="One-channel segmenters: foreground where the probability is > this (default 0.5).")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
 ) -> None:
@@ -46,7 +47,7 @@ def evaluate(
     dataset = open_dataset(data)
     options = {"threads": threads_arg(threads)} if threads is not None else {}
     # the model keeps at least max_det boxes per image, so the per-class cut is the evaluator's
-    loaded = edgecv.load(model, conf=conf, iou=iou, max_det=max(300, max_det), imgsz=size, square=square, **options)
+    loaded = edgecv.load(model, conf=conf, iou=iou, max_det=max(300, max_det), imgsz=size, square=square, mask_threshold=mask_threshold, **options)
     total = min(len(dataset), max_images) if max_images else len(dataset)
     with loaded, progress_bar("eval", total, state["quiet"]) as update:
         metrics = run_eval(loaded, dataset, progress=update, max_images=max_images, max_det=max_det)

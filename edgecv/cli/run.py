@@ -36,6 +36,8 @@ def run(
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (detectors; default 0.45).", rich_help_panel="Model")] = None,
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP, rich_help_panel="Model")] = None,
     square: Annotated[bool, typer.Option("--square", help=SQUARE_HELP, rich_help_panel="Model")] = False,
+    mask_threshold: Annotated[float | None, typer.Option(help="One-channel segmenters: foreground where the probability is > this (default 0.5).", rich_help_panel="Model")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="One-channel segmenters: report connected foreground regions as boxes (text, blobs).", rich_help_panel="Model")] = False,
     classes: Annotated[str | None, typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
     task: Annotated[str | None, typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
@@ -75,7 +77,9 @@ def run(
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("classes", int_list(classes, "--classes"))) if v is not None}
-    loaded = edgecv.load(path, task=task, names=names_arg(names), imgsz=size, square=square, **thresholds, **options)
+    loaded = edgecv.load(
+        path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
+    )
     if loaded.task != "detect" and thresholds:
         loaded.close()
         given = ", ".join(f"--{k}" for k in thresholds)
