@@ -337,10 +337,14 @@ def _detector_layout(out: list[Dim], size: tuple[int, int], known_size: bool, pr
     cells = {grid_cells(size, s): s for s in HEAD_STRIDES}
     strides = lambda c: "/".join(map(str, cells[c]))  # noqa: E731
     hint = "pass --layout yolov8, yolov5 or yolox (edgecv export MODEL.onnx --layout ...) if it is one of these, or export it with `edgecv export`"
-    if layout is not None:  # the user named it: check the channel counts only
-        if layout == "yolov8" and isinstance(d1, int) and d1 > 4:
+    if layout is not None:  # the user named it: the anchor count must still fit where the size is known
+
+        def fits(anchors: Dim, per_cell: int) -> bool:
+            return not isinstance(anchors, int) or not known_size or anchors in {per_cell * c for c in cells}
+
+        if layout == "yolov8" and isinstance(d1, int) and d1 > 4 and fits(d2, 1):
             return make("yolov8", d1 - 4, f"--layout yolov8 (given); output {_dims(out)}")
-        if layout in ("yolov5", "yolox") and isinstance(d2, int) and d2 > 5:
+        if layout in ("yolov5", "yolox") and isinstance(d2, int) and d2 > 5 and fits(d1, 3 if layout == "yolov5" else 1):
             extra = YOLOX_PREPROCESS if layout == "yolox" else {}
             return make(layout, d2 - 5, f"--layout {layout} (given); output {_dims(out)}", **extra)
         raise ConfigError(f"--layout {layout} does not fit this model ({seen})", hint="leave out --layout to have it recognised")

@@ -461,6 +461,9 @@ def check_class_lists(model_names: tuple[str, ...], data_names: tuple[str, ...],
     """
     offset = 1 if task == "segment" else 0
     compared = model_names[offset:]
+    if generic and not data_names:  # e.g. images/ + masks/ with no category list: mask values are checked per image
+        log.debug("dataset lists no categories; assuming they follow the model's %s", list(model_names))
+        return
     if len(compared) != len(data_names):
         extra = " (background + categories)" if offset else ""
         raise ConfigError(

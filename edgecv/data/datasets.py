@@ -261,6 +261,11 @@ def _image_folder(path: str | Path) -> Dataset:
     if not files:
         raise DatasetError(f"no images found at {path}", hint=_LAYOUTS)
     root = Path(path) if Path(path).is_dir() else files[0].parent
+    # DIR/images/ + DIR/masks/<stem>.png: semantic masks without box labels (e.g. binary text / person masks)
+    masks = root.parent / "masks" if root.name == "images" else None
+    if masks is not None and masks.is_dir():
+        samples = [Sample(i, f, semantic_mask_path=m if (m := masks / f"{f.stem}.png").is_file() else None) for i, f in enumerate(files)]
+        return Dataset("images", root.parent, (), samples, has_names=False)
     return Dataset("images", root, (), [Sample(i, f) for i, f in enumerate(files)], has_names=False)
 
 
