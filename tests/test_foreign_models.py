@@ -254,3 +254,14 @@ def test_silently_ignored_options_are_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "TensorRT engine runs on the GPU" in result.output
     result = runner.invoke(app, ["eval", "models/shapes-det.onnx", "--data", str(tmp_path), "--max-det", "0"])
     assert result.exit_code == 2 and "--max-det must be positive" in result.output
+
+
+def test_threads_on_tensorrt_engines_in_eval_and_bench(tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    result = runner.invoke(app, ["eval", str(engine), "--data", str(tmp_path), "--threads", "2"])
+    assert result.exit_code == 2 and "TensorRT engine runs on the GPU" in result.output
+    result = runner.invoke(app, ["bench", str(engine), "--threads", "2", "-n", "1"])
+    assert result.exit_code == 2 and "every model here is a TensorRT engine" in result.output
+    result = runner.invoke(app, ["bench", "models/shapes-det.onnx", "--threads", "0", "-n", "1"])
+    assert result.exit_code == 2 and "--threads must be >= 1" in result.output

@@ -44,8 +44,13 @@ def evaluate(
     if max_det <= 0:
         raise ConfigError(f"--max-det must be positive, got {max_det}", hint="COCO uses 100")
     size = imgsz_arg(imgsz)
-    dataset = open_dataset(data)
     options = {"threads": threads_arg(threads)} if threads is not None else {}
+    if options:
+        from edgecv.engine.registry import backend_for
+
+        if backend_for(model) == "tensorrt":
+            raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
+    dataset = open_dataset(data)
     # the model keeps at least max_det boxes per image, so the per-class cut is the evaluator's
     loaded = edgecv.load(model, conf=conf, iou=iou, max_det=max(300, max_det), imgsz=size, square=square, mask_threshold=mask_threshold, **options)
     total = min(len(dataset), max_images) if max_images else len(dataset)
@@ -118,6 +123,12 @@ def bench(
         warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(int_list(batch, "--batch") or [1]), threads=threads,
         cuda_graph=cuda_graph, imgsz=imgsz_arg(imgsz), square=square,
     )
+    if threads is not None:
+        gpu = [m.name for m in models if m.suffix.lower() in (".engine", ".plan")]
+        if len(gpu) == len(models):
+            raise ConfigError("--threads sets ONNX Runtime's CPU threads; every model here is a TensorRT engine", hint="leave out --threads")
+        if gpu:
+            log.warning("--threads has no effect on the TensorRT engine(s) %s (it applies to the ONNX models)", ", ".join(gpu))
     frames = frames_from(source) if source else synthetic_frames()
     environment = collect_environment()
     with progress_bar("bench", None, state["quiet"]) as update:
