@@ -42,7 +42,7 @@ _SPARSE_MIN = 128
 # measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
 # scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
 _SPARSE_MAX_PAIRS_PER_BOX = 64
-_MAX_ROUNDS = 64
+_MAX_ROUNDS = 16
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
 _TRICK_MAX_NUMEL = 4000
@@ -112,6 +112,8 @@ def nms(
     ranks = None
     if n > _SPARSE_MIN and float(iou_threshold) >= 0 and np.isfinite(data).all():
         ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
+        if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
+            ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
     if ranks is None:
         ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
@@ -155,6 +157,105 @@ def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, l
             if cls is not None:
                 cls = rest_cls[alive]
     return np.concatenate(kept)
+
+
+def _greedy_windows(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, state: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Greedy NMS over columns in score order, each kept box checked only against boxes that can reach it.
+
+    Like the blocked loop, the next ``_BLOCK`` undecided boxes are resolved against each
+    other densely; then each kept box suppresses later boxes found by a 2-D range query
+    instead of all of them. A box j with IoU(k, j) > t > 0 has its top-left corner within
+    ``(1 - t) / t`` box sizes before and ``1 - t`` after k's top-left corner in each axis
+    (its overlap with k exceeds t x each extent, and its extent is < 1/t x k's), bounds
+    loosened by 0.1 % so float rounding only adds candidates. Corners are bucketed in rows
+    (of the median box height) keyed ``(class, row, x)``, so each query is one
+    ``searchsorted`` range per row; candidates then get the exact IoU of :func:`_suppresses`.
+    ``state`` (0 undecided, 1 kept, 2 suppressed, per column) continues a partial resolution
+    in which every kept box's suppression is already applied. Returns None where the bounds
+    do not hold (``iou <= 0``).
+    """
+    if iou <= 0:
+        return None
+    n = data.shape[1]
+    x1, y1 = data[0].astype(np.float64), data[1].astype(np.float64)
+    w, h = data[2] - x1, data[3] - y1
+    back, fwd = (1 - iou) / iou * 1.001, 1 - iou * 0.999  # corner window, in box sizes
+    pos_w, pos_h = np.maximum(w, 0), np.maximum(h, 0)
+    g = float(np.median(pos_h)) or 1.0
+    y0 = float(y1.min())
+    n_rows = int((y1.max() - y0) // g) + 1
+    row = ((y1 - y0) // g).astype(np.int64)
+    band = np.zeros(n, np.int64) if cls is None else cls.astype(np.int64) * (n_rows + 1)
+    xmin, reach = float(x1.min()), float(pos_w.max()) * (back + 1) + 2.0
+    span = 2.0 ** np.ceil(np.log2(float(x1.max()) - xmin + 2 * reach + 2.0))
+    if (float(band.max()) + n_rows + 1) * span > 2.0**52:
+        return None
+    shift = reach - xmin
+    key = (band + row) * span + (x1 + shift)
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    # per box: its corner window (lo/hi in x, first/last row)
+    qx_lo = x1 - back * pos_w + shift
+    qx_hi = x1 + fwd * pos_w + shift
+    r_lo = np.clip(((y1 - back * pos_h - y0) // g).astype(np.int64), 0, n_rows - 1)
+    r_hi = np.clip(((y1 + fwd * pos_h - y0) // g).astype(np.int64), 0, n_rows - 1)
+
+    undecided = np.ones(n, bool) if state is None else state == 0
+    kept: list[np.ndarray] = [] if state is None else [np.flatnonzero(state == 1)]
+    n_kept, start = 0, 0
+    if state is not None:
+        limit = n  # kept boxes are spread over the ranks: no early exit
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while start < n:
+            block = np.flatnonzero(undecided[start:])[:_BLOCK] + start
+            if not block.size:
+                break
+            bdata = data[:, block]
+            bcls = None if cls is None else cls[block]
+            within = np.triu(_suppresses(bdata, bdata, bcls, bcls, thr), 1)
+            if within.any():
+                dead = np.zeros(block.size, bool)
+                local = []
+                for i in range(block.size):
+                    if not dead[i]:
+                        local.append(i)
+                        dead |= within[i]
+                sel = block[np.asarray(local, np.intp)]
+            else:
+                sel = block
+            undecided[block] = False
+            start = int(block[-1]) + 1
+            kept.append(sel)
+            n_kept += sel.size
+            if n_kept >= limit or start >= n:
+                break
+            rows = r_hi[sel] - r_lo[sel] + 1
+            k_of = np.repeat(np.arange(sel.size), rows)
+            r = r_lo[sel][k_of] + (np.arange(k_of.size) - np.repeat(np.cumsum(rows) - rows, rows))
+            base = (band[sel][k_of] + r) * span
+            lo = np.searchsorted(sorted_key, base + qx_lo[sel][k_of], side="left")
+            hi = np.searchsorted(sorted_key, base + qx_hi[sel][k_of], side="right")
+            counts = hi - lo
+            total = int(counts.sum())
+            if not total:
+                continue
+            pk = np.repeat(k_of, counts)
+            pj = by_key[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
+            live = undecided[pj]
+            pk, pj = sel[pk[live]], pj[live]
+            if not pj.size:
+                continue
+            pa, pb = data[:, pk], data[:, pj]
+            wh = np.minimum(pa[2:4], pb[2:4])
+            wh -= np.maximum(pa[:2], pb[:2])
+            np.maximum(wh, 0, out=wh)
+            inter = wh[0] * wh[1]
+            union = pa[4] + pb[4]
+            union -= inter
+            undecided[pj[np.divide(inter, union, out=inter) > thr]] = False
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.intp)
 
 
 def _greedy_sparse(
@@ -219,7 +320,10 @@ def _greedy_sparse(
             return np.flatnonzero(state == 1)
         if undecided.size and np.count_nonzero(state[: undecided[0]] == 1) >= limit:
             return np.flatnonzero(state[: undecided[0]] == 1)
-    # long chains: resolve the remaining boxes one by one, in score order
+    # long suppression chains: the windowed loop finishes the undecided boxes (all suppression by kept ones is applied)
+    rest = _greedy_windows(data, cls, thr, iou, n, state=state)
+    if rest is not None:
+        return rest
     by_src = np.argsort(src, kind="stable")
     src, dst = src[by_src], dst[by_src]
     starts = np.searchsorted(src, np.arange(n + 1))
