@@ -42,7 +42,7 @@ _SPARSE_MIN = 128
 # measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
 # scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
 _SPARSE_MAX_PAIRS_PER_BOX = 64
-_MAX_ROUNDS = 16
+_SPARSE_BLOCK = 128
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
 _TRICK_MAX_NUMEL = 4000
@@ -119,6 +119,30 @@ def nms(
     return order[ranks[:limit]].astype(np.int64, copy=False)
 
 
+def _resolve_block(within: np.ndarray) -> np.ndarray:
+    """Greedy resolution of a small block: ``within`` (B, B) bool, [i, j] = i (earlier) suppresses j (i < j).
+
+    Returns the kept positions, ascending. Pairs come out of ``nonzero`` row by row, so when
+    pair (i, j) is read, every pair that could suppress i has been read: one pass suffices.
+    """
+    ii, jj = np.nonzero(within)
+    if not ii.size:
+        return np.arange(within.shape[0])
+    if ii.size > 8 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
+        dead = np.zeros(within.shape[0], bool)
+        local = []
+        for i in range(within.shape[0]):
+            if not dead[i]:
+                local.append(i)
+                dead |= within[i]
+        return np.asarray(local, np.intp)
+    dead = bytearray(within.shape[0])
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        if not dead[i]:
+            dead[j] = 1
+    return np.flatnonzero(np.frombuffer(bytes(dead), np.uint8) == 0)
+
+
 def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int) -> np.ndarray:
     """Greedy NMS over columns already in score order; (K,) kept column indices, ascending.
 
@@ -134,25 +158,15 @@ def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, l
             b = min(_BLOCK, order.size)
             block = data[:, :b]
             block_cls = None if cls is None else cls[:b]
-            within = np.triu(_suppresses(block, block, block_cls, block_cls, thr), 1)
-            if within.any():
-                dead = np.zeros(b, bool)
-                local = []
-                for i in range(b):
-                    if not dead[i]:
-                        local.append(i)
-                        dead |= within[i]
-                sel = np.asarray(local, np.intp)
-            else:
-                sel = np.arange(b)
+            sel = _resolve_block(np.triu(_suppresses(block, block, block_cls, block_cls, thr), 1))
             kept.append(order[sel])
             n_kept += sel.size
             if n_kept >= limit or order.size == b:
                 break
             rest = data[:, b:]
             rest_cls = None if cls is None else cls[b:]
-            alive = ~_suppresses(block[:, sel], rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
-            data = rest[:, alive]
+            alive = ~_suppresses(np.take(block, sel, axis=1), rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
+            data = np.compress(alive, rest, axis=1)
             order = order[b:][alive]
             if cls is not None:
                 cls = rest_cls[alive]
@@ -212,19 +226,9 @@ def _greedy_windows(
             block = np.flatnonzero(undecided[start:])[:_BLOCK] + start
             if not block.size:
                 break
-            bdata = data[:, block]
+            bdata = np.take(data, block, axis=1)
             bcls = None if cls is None else cls[block]
-            within = np.triu(_suppresses(bdata, bdata, bcls, bcls, thr), 1)
-            if within.any():
-                dead = np.zeros(block.size, bool)
-                local = []
-                for i in range(block.size):
-                    if not dead[i]:
-                        local.append(i)
-                        dead |= within[i]
-                sel = block[np.asarray(local, np.intp)]
-            else:
-                sel = block
+            sel = block[_resolve_block(np.triu(_suppresses(bdata, bdata, bcls, bcls, thr), 1))]
             undecided[block] = False
             start = int(block[-1]) + 1
             kept.append(sel)
@@ -247,7 +251,7 @@ def _greedy_windows(
             pk, pj = sel[pk[live]], pj[live]
             if not pj.size:
                 continue
-            pa, pb = data[:, pk], data[:, pj]
+            pa, pb = np.take(data, pk, axis=1), np.take(data, pj, axis=1)
             wh = np.minimum(pa[2:4], pb[2:4])
             wh -= np.maximum(pa[:2], pb[:2])
             np.maximum(wh, 0, out=wh)
@@ -269,10 +273,10 @@ def _greedy_sparse(
        found with one ``searchsorted``; the bound is loosened by 0.1 % so float rounding
        can only add candidates. The exact IoU of each candidate pair is then computed with
        the same float arithmetic as :func:`_suppresses` (so the same pairs suppress).
-    2. Greedy resolution on that graph, in rounds: a box none of whose higher-scoring
-       neighbours is kept or undecided is kept; the neighbours below a kept box are
-       suppressed. Each round decides at least the best undecided box; after
-       ``_MAX_ROUNDS`` (long suppression chains) the rest is resolved box by box.
+    2. Greedy resolution on that graph in score order, ``_SPARSE_BLOCK`` ranks at a time:
+       the pairs inside a block are read one by one in source order (a box's suppressors
+       are read before its own pairs), then the block's kept boxes suppress all their later
+       partners with one scatter. Sorting the pairs by source is a radix sort (int16 keys).
     """
     n = data.shape[1]
     x1 = data[0].astype(np.float64)
@@ -294,8 +298,15 @@ def _greedy_sparse(
     first = np.repeat(np.arange(n), counts)
     second = first + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
     a, b = by_x[first], by_x[second]
+    # the same bound in y, for either box of the pair: top edges closer than the window of _greedy_windows
+    y1 = data[1].astype(np.float64)
+    h = np.maximum(data[3] - y1, 0)
+    dy = y1[b] - y1[a]
+    ha = h[a]
+    near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha) if iou > 0 else np.ones(total, bool)
+    a, b = a[near], b[near]
     with np.errstate(invalid="ignore", divide="ignore"):
-        pa, pb = data[:, a], data[:, b]
+        pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
         wh = np.minimum(pa[2:4], pb[2:4])
         wh -= np.maximum(pa[:2], pb[:2])
         np.maximum(wh, 0, out=wh)
@@ -306,32 +317,42 @@ def _greedy_sparse(
     a, b = a[hit], b[hit]
     src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
 
-    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, 2 suppressed
-    for _ in range(_MAX_ROUNDS):
-        blocked = np.zeros(n, bool)
-        blocked[dst] = True
-        state[(state == 0) & ~blocked] = 1
-        state[dst[state[src] == 1]] = 2
-        live = (state[src] == 0) & (state[dst] == 0)
-        src, dst = src[live], dst[live]
-        undecided = np.flatnonzero(state == 0)
-        if not src.size:
-            state[undecided] = 1
-            return np.flatnonzero(state == 1)
-        if undecided.size and np.count_nonzero(state[: undecided[0]] == 1) >= limit:
-            return np.flatnonzero(state[: undecided[0]] == 1)
-    # long suppression chains: the windowed loop finishes the undecided boxes (all suppression by kept ones is applied)
-    rest = _greedy_windows(data, cls, thr, iou, n, state=state)
-    if rest is not None:
-        return rest
-    by_src = np.argsort(src, kind="stable")
+    # resolve in score order, _SPARSE_BLOCK ranks at a time: pairs inside a block one by one
+    # (_resolve_block), then the block's kept boxes suppress their later partners at once
+    key_dtype = np.int16 if n <= np.iinfo(np.int16).max else np.int32  # numpy's stable sort is a radix sort for int16
+    by_src = np.argsort(src.astype(key_dtype), kind="stable")
     src, dst = src[by_src], dst[by_src]
-    starts = np.searchsorted(src, np.arange(n + 1))
-    for i in np.flatnonzero(state == 0).tolist():
-        if state[i] == 0:
-            state[i] = 1
-            state[dst[starts[i] : starts[i + 1]]] = 2
-    return np.flatnonzero(state == 1)
+    starts = np.searchsorted(src, np.arange(0, n + _SPARSE_BLOCK, _SPARSE_BLOCK).clip(max=n))
+    dead = np.zeros(n, bool)
+    kept: list[np.ndarray] = []
+    n_kept = 0
+    for blk, s0 in enumerate(range(0, n, _SPARSE_BLOCK)):
+        s1 = min(s0 + _SPARSE_BLOCK, n)
+        e0, e1 = starts[blk], starts[blk + 1]
+        bsrc, bdst = src[e0:e1], dst[e0:e1]
+        inside = bdst < s1
+        sel = _resolve_pairs(bsrc[inside] - s0, bdst[inside] - s0, dead[s0:s1])
+        kept.append(sel + s0)
+        n_kept += sel.size
+        if n_kept >= limit:
+            break
+        if bsrc.size:
+            is_kept = np.zeros(s1 - s0, bool)
+            is_kept[sel] = True
+            dead[bdst[~inside & is_kept[bsrc - s0]]] = True
+    return np.concatenate(kept)
+
+
+def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Greedy resolution of one block: suppression pairs ``src < dst`` (block positions, sorted by src),
+    ``dead`` the positions already suppressed from outside. Returns the kept positions, ascending."""
+    if not src.size:
+        return np.flatnonzero(~dead)
+    flags = bytearray(dead.astype(np.uint8).tobytes())
+    for i, j in zip(src.tolist(), dst.tolist()):  # every pair that could suppress i was read before it
+        if not flags[i]:
+            flags[j] = 1
+    return np.flatnonzero(np.frombuffer(bytes(flags), np.uint8) == 0)
 
 
 def _threshold(iou_threshold: float, dtype: np.dtype) -> np.generic:
