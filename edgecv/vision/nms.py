@@ -18,17 +18,22 @@ same arithmetic in the same precision:
   coordinates. Like torchvision's trick, boxes with coordinates below -1 can
   then meet boxes of another class; boxes with all coordinates >= -1 never do.
 
-Algorithm: blocked greedy NMS. The candidates are sorted once; the next
-``_BLOCK`` (64) survivors are resolved against each other with a 64 x 64 IoU
-matrix and a short Python loop, and the boxes kept from that block suppress
-all later survivors with one (kept x rest) IoU matrix, after which the
-survivors are compacted. Python work is O(N / 64) vectorised steps instead of
-one per kept box, and suppressed boxes leave the arrays early. Measured on a
-busy 2-core x86 machine (float32, class-agnostic): 200 / 1000 / 5000 candidates
-in 10 / 30 / 100 clusters (YOLO-like) take ~0.1 / ~0.6 / ~7 ms. The cost grows
-with kept x candidates: 5000 scattered boxes of which 3500 survive take
-~0.3 s, or ~50 ms with ``max_det=300`` (the loop stops once ``max_det`` boxes
-are kept, which cannot change which ones they are).
+Algorithm: greedy NMS in score order (the result is the greedy one exactly), by
+one of three routes chosen from the input, all computing each IoU as above:
+
+- up to 128 boxes, negative thresholds or non-finite boxes: dense blocks
+  (:func:`_greedy_blocked`): 64 survivors at a time against each other, then their
+  kept boxes against all later survivors;
+- few close pairs (<= 8 per box: many classes, scattered boxes): every pair that
+  can overlap enough is listed at once by an x-sorted sweep with an IoU-derived
+  window, kept if its exact IoU is above the threshold, and the pairs are resolved
+  block by block in score order (:func:`_greedy_sparse`);
+- otherwise (dense clusters): blocks of undecided boxes look up their partners
+  in a 2-D window around their top-left corner (:func:`_greedy_windows`), so a
+  suppressed box is never compared again and a kept box only with its neighbours.
+
+``max_det`` stops the loop once that many boxes are kept (it cannot change which
+ones they are). ``scripts/bench_nms.py`` measures all routes against torchvision.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ _SPARSE_MIN = 128
 # The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
 # measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
 # scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
-_SPARSE_MAX_PAIRS_PER_BOX = 64
+_SPARSE_MAX_PAIRS_PER_BOX = 8
 _SPARSE_BLOCK = 128
+_WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
 _TRICK_MAX_NUMEL = 4000
@@ -176,11 +182,12 @@ def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, l
 def _greedy_windows(
     data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, state: np.ndarray | None = None
 ) -> np.ndarray | None:
-    """Greedy NMS over columns in score order, each kept box checked only against boxes that can reach it.
+    """Greedy NMS over columns in score order, each box checked only against boxes that can reach it.
 
-    Like the blocked loop, the next ``_BLOCK`` undecided boxes are resolved against each
-    other densely; then each kept box suppresses later boxes found by a 2-D range query
-    instead of all of them. A box j with IoU(k, j) > t > 0 has its top-left corner within
+    The next block of undecided boxes (64 at first; doubled while its boxes rarely meet,
+    halved in dense clusters, 16..512) looks up its partners among the later undecided
+    boxes with a 2-D range query; pairs inside the block are resolved in score order
+    (:func:`_resolve_pairs`) and the block's kept boxes then suppress their later partners. A box j with IoU(k, j) > t > 0 has its top-left corner within
     ``(1 - t) / t`` box sizes before and ``1 - t`` after k's top-left corner in each axis
     (its overlap with k exceeds t x each extent, and its extent is < 1/t x k's), bounds
     loosened by 0.1 % so float rounding only adds candidates. Corners are bucketed in rows
@@ -221,44 +228,52 @@ def _greedy_windows(
     n_kept, start = 0, 0
     if state is not None:
         limit = n  # kept boxes are spread over the ranks: no early exit
+    size = _WINDOW_BLOCK // 2
     with np.errstate(invalid="ignore", divide="ignore"):
         while start < n:
-            block = np.flatnonzero(undecided[start:])[:_BLOCK] + start
+            block = np.flatnonzero(undecided[start:])[:size] + start
             if not block.size:
                 break
-            bdata = np.take(data, block, axis=1)
-            bcls = None if cls is None else cls[block]
-            sel = block[_resolve_block(np.triu(_suppresses(bdata, bdata, bcls, bcls, thr), 1))]
-            undecided[block] = False
-            start = int(block[-1]) + 1
-            kept.append(sel)
-            n_kept += sel.size
-            if n_kept >= limit or start >= n:
-                break
-            rows = r_hi[sel] - r_lo[sel] + 1
-            k_of = np.repeat(np.arange(sel.size), rows)
-            r = r_lo[sel][k_of] + (np.arange(k_of.size) - np.repeat(np.cumsum(rows) - rows, rows))
-            base = (band[sel][k_of] + r) * span
-            lo = np.searchsorted(sorted_key, base + qx_lo[sel][k_of], side="left")
-            hi = np.searchsorted(sorted_key, base + qx_hi[sel][k_of], side="right")
+            last = int(block[-1])
+            # every block box's partners among the undecided boxes after it (block members included)
+            rows = r_hi[block] - r_lo[block] + 1
+            k_of = np.repeat(np.arange(block.size), rows)
+            r = r_lo[block][k_of] + (np.arange(k_of.size) - np.repeat(np.cumsum(rows) - rows, rows))
+            base = (band[block][k_of] + r) * span
+            lo = np.searchsorted(sorted_key, base + qx_lo[block][k_of], side="left")
+            hi = np.searchsorted(sorted_key, base + qx_hi[block][k_of], side="right")
             counts = hi - lo
             total = int(counts.sum())
-            if not total:
-                continue
-            pk = np.repeat(k_of, counts)
+            pk = np.repeat(k_of, counts)  # block positions, ascending
             pj = by_key[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
-            live = undecided[pj]
-            pk, pj = sel[pk[live]], pj[live]
-            if not pj.size:
-                continue
-            pa, pb = np.take(data, pk, axis=1), np.take(data, pj, axis=1)
+            live = undecided[pj] & (pj > block[pk])
+            pk, pj = pk[live], pj[live]
+            pa, pb = np.take(data, block[pk], axis=1), np.take(data, pj, axis=1)
             wh = np.minimum(pa[2:4], pb[2:4])
             wh -= np.maximum(pa[:2], pb[:2])
             np.maximum(wh, 0, out=wh)
             inter = wh[0] * wh[1]
             union = pa[4] + pb[4]
             union -= inter
-            undecided[pj[np.divide(inter, union, out=inter) > thr]] = False
+            hit = np.divide(inter, union, out=inter) > thr
+            pk, pj = pk[hit], pj[hit]
+            inside = pj <= last
+            n_inside = int(np.count_nonzero(inside))
+            sel = _resolve_pairs(pk[inside], np.searchsorted(block, pj[inside]), np.zeros(block.size, bool))
+            # adapt the block: large where boxes rarely meet (fewer steps), small in dense clusters
+            if n_inside < block.size // 2:
+                size = min(2 * size, 4 * _WINDOW_BLOCK)
+            elif n_inside > 2 * block.size:
+                size = max(size // 2, _WINDOW_BLOCK // 8)
+            is_kept = np.zeros(block.size, bool)
+            is_kept[sel] = True
+            undecided[block] = False
+            undecided[pj[~inside & is_kept[pk]]] = False
+            start = last + 1
+            kept.append(block[sel])
+            n_kept += sel.size
+            if n_kept >= limit:
+                break
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.intp)
 
 
@@ -348,6 +363,16 @@ def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.nda
     ``dead`` the positions already suppressed from outside. Returns the kept positions, ascending."""
     if not src.size:
         return np.flatnonzero(~dead)
+    if src.size > 4 * dead.size:  # dense: one vectorised row per kept box is cheaper than a Python step per pair
+        within = np.zeros((dead.size, dead.size), bool)
+        within[src, dst] = True
+        gone = dead.copy()
+        local = []
+        for i in range(dead.size):
+            if not gone[i]:
+                local.append(i)
+                gone |= within[i]
+        return np.asarray(local, np.intp)
     flags = bytearray(dead.astype(np.uint8).tobytes())
     for i, j in zip(src.tolist(), dst.tolist()):  # every pair that could suppress i was read before it
         if not flags[i]:
