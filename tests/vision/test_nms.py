@@ -207,9 +207,11 @@ def test_pair_graph_path_matches_the_dense_loop(seed: int) -> None:
             data[4] = (data[2] - data[0]) * (data[3] - data[1])
             c = None if cls is None else cls[order]
             t = mod._threshold(thr, np.dtype(np.float32))
+            dense = mod._greedy_blocked(data, c, t, n).tolist()
             sparse = mod._greedy_sparse(data, c, t, thr, n)
-            assert sparse is not None
-            assert sparse.tolist() == mod._greedy_blocked(data, c, t, n).tolist()
+            assert sparse is not None and sparse.tolist() == dense
+            if thr > 0:
+                assert mod._greedy_windows(data, c, t, thr, n).tolist() == dense
 
 
 def test_long_suppression_chain_is_resolved_exactly() -> None:
@@ -239,3 +241,31 @@ def test_same_kept_set_as_torchvision_on_yolo_like_candidates() -> None:
                 boxes, scores, cls = scene(kind, n, nc, seed=n + nc + 1)
                 want = ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(cls), 0.45)
                 assert nms(boxes, scores, cls, 0.45).tolist() == want.tolist(), (kind, n, nc)
+
+
+@pytest.mark.parametrize("n_classes", [1, 3, 80])
+def test_every_route_gives_the_dense_result_on_clustered_candidates(n_classes: int) -> None:
+    """YOLO-like clouds of boxes (the windowed route, its adaptive blocks and dense fallback) and max_det."""
+    import sys
+    from pathlib import Path
+
+    from edgecv.vision import nms as mod
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from bench_nms import scene
+
+    for n in (300, 2500):
+        boxes, scores, cls = scene("yolo", n, n_classes, seed=n + n_classes)
+        scores[::5] = scores[3]  # ties too
+        for c in (None, cls):
+            got = nms(boxes, scores, c, 0.45)
+            per_class = c is not None and boxes.size > 4000
+            b = boxes if c is None or per_class else boxes + (c.astype(np.float32) * (boxes.max() + 1))[:, None]
+            order = np.argsort(-scores.astype(np.float64), kind="stable")
+            data = np.empty((5, n), np.float32)
+            data[:4] = b[order].T
+            data[4] = (data[2] - data[0]) * (data[3] - data[1])
+            t = mod._threshold(0.45, np.dtype(np.float32))
+            want = order[mod._greedy_blocked(data, c[order] if per_class else None, t, n)]
+            assert got.tolist() == want.tolist()
+            assert nms(boxes, scores, c, 0.45, max_det=17).tolist() == want[:17].tolist()
