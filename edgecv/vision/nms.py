@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 _BLOCK = 64
+_UPPER = np.triu(np.ones((_BLOCK, _BLOCK), bool), 1)  # [i, j]: i < j
 # Below this many boxes the dense blocked loop is cheaper than building the pair graph.
 _SPARSE_MIN = 128
 # The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
@@ -164,7 +165,9 @@ def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, l
             b = min(_BLOCK, order.size)
             block = data[:, :b]
             block_cls = None if cls is None else cls[:b]
-            sel = _resolve_block(np.triu(_suppresses(block, block, block_cls, block_cls, thr), 1))
+            within = _suppresses(block, block, block_cls, block_cls, thr)
+            within &= _UPPER[:b, :b]
+            sel = _resolve_block(within)
             kept.append(order[sel])
             n_kept += sel.size
             if n_kept >= limit or order.size == b:
