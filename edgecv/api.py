@@ -308,12 +308,8 @@ def load(
     if size is not None and len(size) != 2:
         raise ConfigError(f"imgsz takes one number or (height, width), got {imgsz!r}")
     engine = load_engine(path, backend, task=task, names=names, **engine_options)
-    try:
+    try:  # a model that cannot be used as asked is closed before the error leaves
         engine.meta = with_input_size(engine.meta, size, square=square, model=Path(path).name)
-    except Exception:
-        engine.close()
-        raise
-    try:
         if engine.meta.task == "detect":
             if mask_threshold is not None or regions:
                 raise ConfigError(f"mask_threshold and regions apply to one-channel segmenters; {Path(path).name} is a detector")
