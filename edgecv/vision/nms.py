@@ -90,7 +90,7 @@ def nms(
         raise ValueError(f"scores must be ({n},) to match xyxy, got {scores.shape}")
     if class_ids is not None:
         class_ids = np.asarray(class_ids)
-        if class_ids.shape != (n,) or not np.issubdtype(class_ids.dtype, np.integer):
+        if class_ids.shape != (n,) or class_ids.dtype.kind not in "iu":
             raise ValueError(
                 f"class_ids must be ({n},) integers to match xyxy, got {class_ids.shape} {class_ids.dtype}"
             )
