@@ -135,7 +135,7 @@ def _resolve_block(within: np.ndarray) -> np.ndarray:
     ii, jj = np.nonzero(within)
     if not ii.size:
         return np.arange(within.shape[0])
-    if ii.size > 8 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
+    if ii.size > 24 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
         dead = np.zeros(within.shape[0], bool)
         local = []
         for i in range(within.shape[0]):
@@ -366,7 +366,7 @@ def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.nda
     ``dead`` the positions already suppressed from outside. Returns the kept positions, ascending."""
     if not src.size:
         return np.flatnonzero(~dead)
-    if src.size > 4 * dead.size:  # dense: one vectorised row per kept box is cheaper than a Python step per pair
+    if src.size > 24 * dead.size:  # dense: one vectorised row per kept box is cheaper than a Python step per pair
         within = np.zeros((dead.size, dead.size), bool)
         within[src, dst] = True
         gone = dead.copy()
