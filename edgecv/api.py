@@ -307,13 +307,42 @@ def _masks_to_src(probs: np.ndarray, transform: LetterboxTransform) -> np.ndarra
 
 
 class Segmenter(Model):
-    """Returns :class:`Segmentation` (a class per pixel) at the original image size."""
+    """Returns :class:`Segmentation` (a class per pixel) at the original image size.
 
-    def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Segmentation:
-        from edgecv.vision.segment import segment_postprocess
+    One-channel models (``seg_binary``: a probability or logit map) take ``mask_threshold``
+    (a probability, default 0.5); with ``regions`` they return the connected foreground
+    regions as :class:`Detections` (boxes, mean probability, masks) instead, what a text or
+    blob detector's user wants; ``min_region_area`` (pixels) drops specks.
+    """
 
-        class_map, scores = segment_postprocess(next(iter(outputs.values())), transform)
-        return Segmentation(class_map, self.names, scores)
+    def __init__(
+        self, engine: BaseEngine, *, mask_threshold: float | None = None, regions: bool = False, min_region_area: int = 1
+    ) -> None:
+        super().__init__(engine)
+        binary = self.meta.output_format == "seg_binary"
+        if not binary and (mask_threshold is not None or regions):
+            raise ConfigError(
+                f"mask_threshold and regions apply to one-channel segmenters; {engine.path.name} has {self.meta.num_classes} class maps",
+                hint="leave out --mask-threshold / --regions",
+            )
+        if mask_threshold is not None and not 0 < mask_threshold < 1:
+            raise ConfigError(f"mask_threshold must be in (0, 1), got {mask_threshold}", hint="a probability, e.g. 0.3")
+        self.mask_threshold = 0.5 if mask_threshold is None else float(mask_threshold)
+        self.regions, self.min_region_area = regions, int(min_region_area)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], transform: LetterboxTransform) -> Segmentation | Detections:
+        from edgecv.vision.segment import binary_postprocess, mask_regions, segment_postprocess
+
+        raw = next(iter(outputs.values()))
+        if self.meta.output_format != "seg_binary":
+            class_map, scores = segment_postprocess(raw, transform)
+            return Segmentation(class_map, self.names, scores)
+        kind = self.meta.extra.get("binary_map", "logit")
+        class_map, prob = binary_postprocess(raw, transform, kind=kind, threshold=self.mask_threshold)
+        if self.regions:
+            xyxy, scores, masks = mask_regions(class_map, prob, min_area=self.min_region_area)
+            return Detections(xyxy, scores, np.zeros(len(scores), np.int32), self.names[1:], masks=masks)
+        return Segmentation(class_map, self.names, np.where(class_map == 1, prob, 1 - prob).astype(np.float32))
 
 
 def load(
@@ -328,20 +357,37 @@ def load(
     names: Sequence[str] | None = None,
     triton: str | None = None,
     track: bool | TrackConfig = False,
+    imgsz: int | Sequence[int] | None = None,
+    square: bool = False,
+    mask_threshold: float | None = None,
+    regions: bool = False,
     **engine_options: Any,
 ) -> Detector | Segmenter:
     """Load ``path`` (.onnx or .engine) and return a Detector or Segmenter, chosen by the model's task.
 
     ``task``/``names`` describe ONNX files edgecv did not write; ``engine_options`` go
-    to the backend (ONNX Runtime: ``providers``, ``threads``). With ``triton`` (a server URL,
-    ``http://host:8000`` or ``grpc://host:8001``) the network runs on that Triton server and
-    ``path`` names the model there (a deployed file's stem, or the name itself); pre- and
-    postprocessing stay local (see :mod:`edgecv.engine.triton`). ``track`` (True or a
-    :class:`~edgecv.track.TrackConfig`) gives a detector a ByteTrack tracker that each
-    call steps, for one stream of consecutive frames.
+    to the backend (ONNX Runtime: ``providers``, ``threads``). ``imgsz`` (one number or
+    (h, w)) runs a model with dynamic height/width at that size (a multiple of its
+    stride; a static model accepts only its own size); frames are padded only up to
+    the next stride multiple unless ``square`` (pad to the full size). ``mask_threshold``
+    and ``regions`` are for one-channel segmenters (see :class:`Segmenter`).
+    With ``triton`` (a server URL, ``http://host:8000`` or ``grpc://host:8001``) the network
+    runs on that Triton server and ``path`` names the model there (a deployed file's stem,
+    or the name itself); pre- and postprocessing stay local (see :mod:`edgecv.engine.triton`).
+    ``track`` (True or a :class:`~edgecv.track.TrackConfig`) gives a detector a ByteTrack
+    tracker that each call steps, for one stream of consecutive frames.
+
+    Raises:
+        ConfigError: ``imgsz`` does not fit the model (message says its size), or options
+            that do not apply to the model's task.
     """
+    from edgecv.artifact import with_input_size
+
     if not isinstance(track, (bool, TrackConfig)):
         raise ConfigError(f"track must be True, False or a TrackConfig, got {type(track).__name__}", hint="edgecv.load(path, track=True)")
+    size = None if imgsz is None else ((int(imgsz),) * 2 if isinstance(imgsz, (int, np.integer)) else tuple(int(v) for v in imgsz))
+    if size is not None and len(size) != 2:
+        raise ConfigError(f"imgsz takes one number or (height, width), got {imgsz!r}")
     if triton is not None:
         if backend not in ("auto", "triton"):
             raise ConfigError(f"triton= runs the model on a server; backend={backend!r} conflicts with it", hint="drop backend")
@@ -350,12 +396,18 @@ def load(
         engine: BaseEngine = TritonEngine(path, url=triton, task=task, names=names, **engine_options)
     else:
         engine = load_engine(path, backend, task=task, names=names, **engine_options)
-    if engine.meta.task == "detect":
-        detector = Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
+    try:  # a model that cannot be used as asked is closed before the error leaves
+        engine.meta = with_input_size(engine.meta, size, square=square, model=Path(path).name)
+        if engine.meta.task == "detect":
+            if mask_threshold is not None or regions:
+                raise ConfigError(f"mask_threshold and regions apply to one-channel segmenters; {Path(path).name} is a detector")
+            detector = Detector(engine, conf=conf, iou=iou, classes=classes, max_det=max_det)
+            if track is not False:
+                detector.tracker = ByteTrack(track if isinstance(track, TrackConfig) else None)
+            return detector
         if track is not False:
-            detector.tracker = ByteTrack(track if isinstance(track, TrackConfig) else None)
-        return detector
-    if track is not False:
+            raise ConfigError(f"track=True needs a detection model; {Path(path).name} is a {engine.meta.task} model", hint="drop track=True")
+        return Segmenter(engine, mask_threshold=mask_threshold, regions=regions)
+    except Exception:
         engine.close()
-        raise ConfigError(f"track=True needs a detection model; {Path(path).name} is a {engine.meta.task} model", hint="drop track=True")
-    return Segmenter(engine)
+        raise

@@ -47,8 +47,12 @@ TASKS = ("detect", "segment")
 #   yolox:      YOLOX exported with decode_in_inference=False, one output (B, anchors, 5 + nc) of raw grids:
 #               dx, dy, log w, log h (grid units), sigmoid objectness, sigmoid class scores; anchors are the
 #               stride-8, 16 and 32 grid cells, row-major. Decoded on the host (edgecv.vision.decode.yolox_to_yolov8).
-OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect", "yolox")
+#   seg_binary: one output (B, 1, H, W): a foreground probability (extra["binary_map"] == "prob") or logit map
+#               ("logit"), at the input size or a fixed fraction; task "segment", names (background, foreground)
+OUTPUT_FORMATS = ("yolov8", "yolov5", "seg_logits", "nms", "yolov8_seg", "tv_detect", "yolox", "seg_binary")
 PAD_ALIGNS = ("center", "top-left")  # where the letterboxed image sits in the padded input (YOLOX: top-left)
+# How the resized size is rounded: "round" (Ultralytics, edgecv) or "floor" (YOLOX's own int() truncation).
+RESIZE_ROUNDINGS = ("round", "floor")
 # Mask prototypes of a yolov8_seg model (and coefficients per anchor).
 SEG_PROTOS = 32
 
@@ -77,6 +81,9 @@ class ModelMeta:
     pad_align: str = "center"
     preprocess_in_graph: bool = False
     nms_in_graph: bool = False
+    # pad every frame to the full input_size even when the graph is dynamic (a static TensorRT profile)
+    square: bool = False
+    resize_rounding: str = "round"
     precision: str = "fp32"
     arch: str = ""
     source_hash: str = ""
@@ -96,6 +103,8 @@ class ModelMeta:
             raise ArtifactError(f"input_size must be positive, got {self.input_size}")
         if self.pad_align not in PAD_ALIGNS:
             raise ArtifactError(f"pad_align must be one of {PAD_ALIGNS}, got {self.pad_align!r}")
+        if self.resize_rounding not in RESIZE_ROUNDINGS:
+            raise ArtifactError(f"resize_rounding must be one of {RESIZE_ROUNDINGS}, got {self.resize_rounding!r}")
         if self.color not in ("RGB", "BGR"):
             raise ArtifactError(f"color must be RGB or BGR, got {self.color!r}")
 
@@ -139,39 +148,118 @@ class ModelMeta:
         return cls.from_dict(data)
 
 
+def with_input_size(meta: ModelMeta, imgsz: Sequence[int] | None, *, square: bool = False, model: str = "the model") -> ModelMeta:
+    """``meta`` running at ``imgsz`` (h, w), padded to the full size when ``square``.
+
+    A dynamic graph takes any size that is a multiple of its stride; a static graph
+    only its own size.
+
+    Raises:
+        ConfigError: the size is not positive, not a multiple of the stride, or differs
+            from a static model's fixed size.
+    """
+    if imgsz is None:
+        return meta.replace(square=True) if square and not meta.square else meta
+    h, w = (int(v) for v in imgsz)
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"image size must be positive, got {h},{w}", hint="e.g. --imgsz 640 or --imgsz 480,640")
+    if (h, w) != tuple(meta.input_size):
+        if not meta.dynamic:
+            fixed = f"{meta.input_size[0]},{meta.input_size[1]}"
+            raise ConfigError(
+                f"{model} has a fixed input size {fixed}; it cannot run at {h},{w}",
+                hint=f"leave out --imgsz (or pass --imgsz {fixed}), or re-export the model with dynamic height and width",
+            )
+        s = meta.stride
+        if h % s or w % s:
+            up = f"{-(-h // s) * s},{-(-w // s) * s}"
+            raise ConfigError(f"image size {h},{w} is not a multiple of the model's stride {s}", hint=f"use --imgsz {up}")
+    if (h, w) != tuple(meta.input_size):
+        log.info("%s runs at %d,%d (exported at %d,%d)", model, h, w, *meta.input_size)
+    return meta.replace(input_size=(h, w), square=square or meta.square)
+
+
+# Strides of the detection heads edgecv recognises: P3-P5 (YOLOv5/8/11, YOLOX) and P3-P6 (the "6" models).
+HEAD_STRIDES = ((8, 16, 32), (8, 16, 32, 64))
+# Foreign layouts a user may name (``--layout``) when shapes alone cannot tell them apart.
+FOREIGN_LAYOUTS = ("yolov8", "yolov5", "yolox", "yolov8_seg", "seg_logits", "seg_binary")
+# Ultralytics tasks whose outputs look like a detector's but are something else.
+_ULTRALYTICS_UNSUPPORTED = {"pose": "keypoints", "obb": "oriented boxes", "classify": "image classes"}
+
+Dim = int | str | None
+
+
+def grid_cells(size: tuple[int, int], strides: Sequence[int]) -> int:
+    """Anchor points of a one-anchor-per-cell head (YOLOv8/11, YOLOX) on an (h, w) input."""
+    h, w = size
+    return sum(-(-h // s) * -(-w // s) for s in strides)
+
+
 def infer_meta(
-    input_shape: Sequence[int | str | None],
-    output_shapes: Sequence[Sequence[int | str | None]],
+    input_shape: Sequence[Dim],
+    output_shapes: Sequence[Sequence[Dim]],
     *,
     task: str | None = None,
     names: Sequence[str] | None = None,
     foreign_props: dict[str, str] | None = None,
+    layout: str | None = None,
+    output_ops: Sequence[str | None] | None = None,
 ) -> ModelMeta:
-    """Guess the metadata of an ONNX model edgecv did not write, from its I/O shapes.
+    """Recognise the layout of an ONNX model edgecv did not write, from its I/O shapes and input size.
 
-    Recognises a YOLOv8-layout detector (one output ``(B, 4 + nc, A)`` with A > 4 + nc),
-    a YOLOv5-layout detector (``(B, A, 5 + nc)``, with objectness), a YOLOv8/11-seg
-    instance segmenter (two outputs, in either order: ``(B, 4 + nc + 32, A)`` and mask
-    prototypes ``(B, 32, h, w)``; task "detect", format "yolov8_seg") and a semantic
-    segmenter (one output ``(B, nc, H, W)``). Ultralytics' own
-    metadata (``names``, ``stride``, ``imgsz``) is used when present.
+    Never guesses: a shape that fits no layout, or fits several, raises with what was seen.
+    ``meta.extra["layout_reason"]`` says how the layout was decided (shown by ``edgecv info``).
+
+    - YOLOv8/11 detector: one output ``(B, 4 + nc, A)`` with ``A`` the grid cells of the
+      input at strides 8/16/32 (or 8..64); dynamic ``A`` is accepted (channels first).
+    - YOLOv5: one output ``(B, 3 x cells, 5 + nc)`` (three anchors per cell, with objectness).
+    - YOLOX raw grids: one output ``(B, cells, 5 + nc)``; YOLOX's preprocessing (BGR, 0-255,
+      top-left padding, truncated resize). A dynamic anchor count cannot tell YOLOv5 from
+      YOLOX: that needs ``layout`` (or Ultralytics' metadata, which means YOLOv5).
+    - YOLOv8/11-seg: two outputs ``(B, 4 + nc + 32, A)`` and prototypes ``(B, 32, h, w)``.
+    - Semantic segmenter: one output ``(B, C, H, W)`` at 1, 1/2, 1/4 or 1/8 of the input;
+      ``C == 1`` is a probability or logit map (``seg_binary``; which of the two is read
+      from ``output_ops``: a final Sigmoid means probabilities). An output with the input's
+      own shape (3 channels, same size) could be an image: that needs ``task="segment"``.
+
+    Args:
+        input_shape: the image input's dims (int, or a str/None for a dynamic one).
+        output_shapes: every output's dims, same convention.
+        task, names: what the user said (``--task``, ``--names``).
+        foreign_props: the file's metadata_props (Ultralytics: names, stride, imgsz, task).
+        layout: a layout from :data:`FOREIGN_LAYOUTS` the user named (``--layout``), or None/"auto".
+        output_ops: the op type producing each output, when the graph could be read.
 
     Raises:
-        ArtifactError: the layout is not recognised.
+        ArtifactError: the input is not an image, or the outputs fit no layout or several.
+        ConfigError: ``task``/``layout``/``names`` contradict the model.
     """
     props = foreign_props or {}
-    if len(input_shape) != 4:
+    if layout in (None, "auto"):
+        layout = None
+    elif layout not in FOREIGN_LAYOUTS:
+        raise ConfigError(f"unknown --layout {layout!r}", hint=f"use one of auto, {', '.join(FOREIGN_LAYOUTS)}")
+    seen = f"input {_dims(input_shape)}, outputs {', '.join(_dims(s) for s in output_shapes)}"
+    if len(input_shape) != 4 or input_shape[1] not in (3, None) and not isinstance(input_shape[1], str):
         raise ArtifactError(
-            f"cannot use a model whose input has shape {list(input_shape)}",
-            hint="edgecv expects one image input (N, 3, H, W)",
+            f"cannot use a model whose input has shape {_dims(input_shape)}",
+            hint="edgecv feeds one image input (N, 3, H, W)",
+        )
+    ul_task = props.get("task")
+    if ul_task in _ULTRALYTICS_UNSUPPORTED:
+        raise ArtifactError(
+            f"this is an Ultralytics {ul_task} model ({_ULTRALYTICS_UNSUPPORTED[ul_task]}); edgecv runs detectors and segmenters",
+            hint="export the detect or segment variant of the model",
         )
     h, w = input_shape[2], input_shape[3]
     dynamic = not (isinstance(h, int) and isinstance(w, int))
     size = (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
+    size_from = "the graph" if not dynamic else "a default (dynamic graph)"
     if dynamic and "imgsz" in props:  # the size Ultralytics exported at
         try:
             imgsz = json.loads(props["imgsz"])
             size = (int(imgsz[0]), int(imgsz[1]))
+            size_from = "Ultralytics' imgsz"
         except (ValueError, TypeError, IndexError):
             pass
     stride = 32
@@ -180,45 +268,168 @@ def infer_meta(
     if names is None and "names" in props:
         names = _parse_ultralytics_names(props["names"])
 
+    def make(fmt: str, nc: int, reason: str, **fields: Any) -> ModelMeta:
+        want = "segment" if fmt in ("seg_logits", "seg_binary") else "detect"
+        if task not in (None, want):
+            raise ConfigError(
+                f"--task {task} does not match this model's outputs ({seen}), which are a {_FORMAT_NAMES[fmt]}",
+                hint=f"leave out --task (or pass --task {want})",
+            )
+        if layout is not None and layout != fmt:
+            raise ConfigError(f"--layout {layout} does not fit this model ({seen})", hint=f"its outputs are a {_FORMAT_NAMES[fmt]}: leave out --layout")
+        names_ = _names_for(names, nc) if fmt != "seg_binary" else _binary_names(names)
+        extra = {"layout_reason": f"{reason}; input size {size[0]}x{size[1]} from {size_from}"}
+        extra.update(fields.pop("extra", {}))
+        return ModelMeta(want, names_, size, fmt, dynamic=dynamic, stride=stride, arch="foreign", extra=extra, **fields)
+
+    # ---- instance segmentation: (B, 4 + nc + 32, A) and prototypes (B, 32, h, w)
     if len(output_shapes) == 2 and sorted(len(s) for s in output_shapes) == [3, 4]:
         det, protos = sorted(output_shapes, key=len)
         channels = det[1]
         if isinstance(channels, int) and channels > 4 + SEG_PROTOS and protos[1] == SEG_PROTOS:
             if task not in (None, "detect"):
                 raise ConfigError(
-                    f"--task {task} does not match an instance-segmentation detector "
-                    f"with outputs {[list(s) for s in output_shapes]}",
+                    f"--task {task} does not match an instance-segmentation detector with outputs {[_dims(s) for s in output_shapes]}",
                     hint="YOLOv8/11-seg models run as task detect (boxes with masks); leave out --task",
                 )
-            names = _names_for(names, channels - 4 - SEG_PROTOS)
-            return ModelMeta("detect", names, size, "yolov8_seg", dynamic=dynamic, stride=stride, arch="foreign")
-    if len(output_shapes) == 1 and len(output_shapes[0]) == 3:
-        channels, anchors = output_shapes[0][1], output_shapes[0][2]
-        if isinstance(channels, int) and channels > 4 and (not isinstance(anchors, int) or anchors > channels):
-            if task not in (None, "detect"):
-                raise ConfigError(f"--task {task} does not match a detector output {list(output_shapes[0])}")
-            nc = channels - 4
-            names = _names_for(names, nc)
-            return ModelMeta("detect", names, size, "yolov8", dynamic=dynamic, stride=stride, arch="foreign")
-        if isinstance(anchors, int) and anchors > 5 and (not isinstance(channels, int) or channels > anchors):
-            if task not in (None, "detect"):
-                raise ConfigError(f"--task {task} does not match a detector output {list(output_shapes[0])}")
-            names = _names_for(names, anchors - 5)
-            return ModelMeta("detect", names, size, "yolov5", dynamic=dynamic, stride=stride, arch="foreign")
-    if len(output_shapes) == 1 and len(output_shapes[0]) == 4:
-        nc = output_shapes[0][1]
-        if isinstance(nc, int) and nc >= 2:
-            if task not in (None, "segment"):
-                raise ConfigError(f"--task {task} does not match a segmenter output {list(output_shapes[0])}")
-            names = _names_for(names, nc)
-            return ModelMeta("segment", names, size, "seg_logits", dynamic=dynamic, stride=stride, arch="foreign")
+            return make("yolov8_seg", channels - 4 - SEG_PROTOS, f"two outputs {_dims(det)} and prototypes {_dims(protos)}: YOLOv8/11-seg")
+    if len(output_shapes) != 1:
+        raise ArtifactError(
+            f"no layout edgecv knows has {len(output_shapes)} outputs like these ({seen})",
+            hint="edgecv recognises one detector or segmenter output, or YOLOv8-seg's two; export the model with `edgecv export`",
+        )
+    out = list(output_shapes[0])
+    if len(out) == 3:
+        return _detector_layout(out, size, not dynamic or size_from != "a default (dynamic graph)", props, layout, seen, make)
+    if len(out) == 4:
+        return _segmenter_layout(list(input_shape), out, size, dynamic, task, layout, seen, make, output_ops)
     raise ArtifactError(
-        f"this ONNX has no edgecv metadata and its outputs {[list(s) for s in output_shapes]} are not a layout edgecv knows",
-        hint=(
-            "export it with `edgecv export`, or use a YOLOv8-layout detector (B, 4+nc, anchors), a YOLOv8-seg model "
-            "((B, 4+nc+32, anchors) and (B, 32, h, w)) or a segmenter (B, nc, H, W)"
-        ),
+        f"this ONNX has no edgecv metadata and its output is not a layout edgecv knows ({seen})",
+        hint="edgecv recognises detector outputs (B, C, A) and segmenter outputs (B, C, H, W); export the model with `edgecv export`",
     )
+
+
+_FORMAT_NAMES = {
+    "yolov8": "YOLOv8/11 detector",
+    "yolov5": "YOLOv5 detector",
+    "yolox": "YOLOX detector",
+    "yolov8_seg": "YOLOv8/11 instance segmenter",
+    "seg_logits": "semantic segmenter",
+    "seg_binary": "one-channel segmenter",
+}
+# YOLOX's own preprocessing: BGR, 0-255 (no normalization), padded right/bottom with 114, resized size truncated.
+YOLOX_PREPROCESS: dict[str, Any] = {
+    "color": "BGR", "mean": (0.0, 0.0, 0.0), "std": (1 / 255,) * 3, "pad_align": "top-left", "pad_value": 114, "resize_rounding": "floor",
+}  # fmt: skip
+
+
+def _dims(shape: Sequence[Dim]) -> str:
+    return "(" + ", ".join(str(d) if isinstance(d, int) else (d or "?") for d in shape) + ")"
+
+
+def _detector_layout(out: list[Dim], size: tuple[int, int], known_size: bool, props: dict[str, str], layout: str | None, seen: str, make: Any) -> ModelMeta:
+    """One (B, d1, d2) output: YOLOv8/11, YOLOv5 or YOLOX, told apart by the anchor count at the input size.
+
+    ``known_size``: ``size`` is the graph's own or the one Ultralytics recorded (not a default).
+    """
+    d1, d2 = out[1], out[2]
+    h, w = size
+    cells = {grid_cells(size, s): s for s in HEAD_STRIDES}
+    strides = lambda c: "/".join(map(str, cells[c]))  # noqa: E731
+    hint = "pass --layout yolov8, yolov5 or yolox (edgecv export MODEL.onnx --layout ...) if it is one of these, or export it with `edgecv export`"
+    if layout is not None:  # the user named it: the anchor count must still fit where the size is known
+
+        def fits(anchors: Dim, per_cell: int) -> bool:
+            return not isinstance(anchors, int) or not known_size or anchors in {per_cell * c for c in cells}
+
+        if layout == "yolov8" and isinstance(d1, int) and d1 > 4 and fits(d2, 1):
+            return make("yolov8", d1 - 4, f"--layout yolov8 (given); output {_dims(out)}")
+        if layout in ("yolov5", "yolox") and isinstance(d2, int) and d2 > 5 and fits(d1, 3 if layout == "yolov5" else 1):
+            extra = YOLOX_PREPROCESS if layout == "yolox" else {}
+            return make(layout, d2 - 5, f"--layout {layout} (given); output {_dims(out)}", **extra)
+        raise ConfigError(f"--layout {layout} does not fit this model ({seen})", hint="leave out --layout to have it recognised")
+    if isinstance(d1, int) and d1 > 4 and isinstance(d2, int) and known_size and d2 in cells:
+        return make("yolov8", d1 - 4, f"one output {_dims(out)}: 4 + {d1 - 4} classes x {d2} anchors = the stride {strides(d2)} grid of {h}x{w}: YOLOv8/11")
+    if isinstance(d1, int) and d1 > 4 and not isinstance(d2, int):
+        return make("yolov8", d1 - 4, f"one output {_dims(out)}: 4 + {d1 - 4} classes x dynamic anchors (channels first): YOLOv8/11")
+    if isinstance(d2, int) and d2 > 5:
+        if isinstance(d1, int) and known_size:
+            if d1 in cells:
+                return make(
+                    "yolox", d2 - 5, f"one output {_dims(out)}: {d1} anchors = one per cell of the stride {strides(d1)} grid of {h}x{w}: YOLOX raw grids",
+                    **YOLOX_PREPROCESS,
+                )
+            if d1 % 3 == 0 and d1 // 3 in cells:
+                return make("yolov5", d2 - 5, f"one output {_dims(out)}: {d1} anchors = three per cell of the stride {strides(d1 // 3)} grid of {h}x{w}: YOLOv5")
+        elif not isinstance(d1, int) and ("stride" in props or "Ultralytics" in props.get("author", "")):
+            return make("yolov5", d2 - 5, f"one output {_dims(out)} with Ultralytics metadata: YOLOv5 (anchors, 5 + nc)")
+        elif not isinstance(d1, int) or not known_size:
+            raise ArtifactError(
+                f"the output {_dims(out)} could be YOLOv5 or YOLOX raw grids (anchors, 5 + {d2 - 5} classes) and the input size that would tell is not known ({seen})",
+                hint="say which: edgecv export MODEL.onnx --layout yolox (or --layout yolov5)",
+            )
+    expected = ", ".join(f"{c} (strides {strides(c)})" for c in cells)
+    raise ArtifactError(
+        f"the output {_dims(out)} fits no detector layout for a {h}x{w} input ({seen}); grid cells there: {expected}, YOLOv5 has 3 per cell",
+        hint=hint,
+    )
+
+
+def _segmenter_layout(
+    inp: list[Dim], out: list[Dim], size: tuple[int, int], dynamic: bool, task: str | None, layout: str | None, seen: str, make: Any,
+    output_ops: Sequence[str | None] | None,
+) -> ModelMeta:
+    """One (B, C, H, W) output: a semantic segmenter at a fixed fraction of the input, or a one-channel map."""
+    c, oh, ow = out[1], out[2], out[3]
+    if not isinstance(c, int) or c < 1:
+        raise ArtifactError(f"the output {_dims(out)} has no fixed class count ({seen})", hint="export the model with a fixed number of output channels")
+    asked = task == "segment" or layout in ("seg_logits", "seg_binary")
+    if isinstance(oh, int) and isinstance(ow, int) and not dynamic:
+        ratios = {size[0] / oh, size[1] / ow}
+        if len(ratios) != 1 or ratios.pop() not in (1, 2, 4, 8):
+            raise ArtifactError(
+                f"the output {_dims(out)} is not at 1, 1/2, 1/4 or 1/8 of the {size[0]}x{size[1]} input ({seen})",
+                hint="edgecv recognises segmenters whose output is the input size or a fixed fraction of it; export the model with `edgecv export`",
+            )
+        how = "the input size" if size[0] == oh else f"1/{size[0] // oh} of the input"
+    elif oh == inp[2] and ow == inp[3] and oh is not None:  # the same symbolic dims as the input
+        how = "the input's own (dynamic) size"
+    elif asked:
+        how = "a dynamic size (--task segment given)"
+    else:
+        raise ArtifactError(
+            f"cannot tell whether the dynamic output {_dims(out)} is a segmentation map of the input ({seen})",
+            hint="pass --task segment if it is (its map is resized to the image), or export the model with `edgecv export`",
+        )
+    if c == 3 and list(out[1:]) == list(inp[1:]) and not asked:
+        raise ArtifactError(
+            f"the output {_dims(out)} has the input's own shape: it may be an image, not 3 class maps ({seen})",
+            hint="pass --task segment if it is a 3-class segmenter",
+        )
+    if c == 1:
+        op = (output_ops or [None])[0]
+        if op is None:
+            raise ArtifactError(
+                f"the one-channel output {_dims(out)} may hold probabilities or logits, and the graph could not be read to tell ({seen})",
+                hint="adopt it once with `edgecv export MODEL.onnx` (needs the onnx package), which records which it is",
+            )
+        kind = "prob" if op == "Sigmoid" else "logit"
+        return make(
+            "seg_binary", 1, f"one output {_dims(out)} at {how}: one-channel {'probability' if kind == 'prob' else 'logit'} map (last op {op})",
+            extra={"binary_map": kind},
+        )
+    return make("seg_logits", c, f"one output {_dims(out)} at {how}: {c}-class segmentation logits")
+
+
+def _binary_names(names: Sequence[str] | None) -> tuple[str, ...]:
+    """A one-channel map has two classes: background and the foreground (one name given, or two)."""
+    if names is None:
+        return ("background", "foreground")
+    if len(names) == 1:
+        return ("background", str(names[0]))
+    if len(names) == 2:
+        return tuple(names)
+    raise ConfigError(f"{len(names)} class names given for a one-channel map", hint="pass one name (the foreground) or two (background first)")
 
 
 def _names_for(names: Sequence[str] | None, nc: int) -> tuple[str, ...]:
@@ -365,7 +576,13 @@ def describe_model(path: Path) -> dict[str, Any]:
 
 
 def _meta_fields(meta: ModelMeta) -> dict[str, Any]:
-    data = meta.to_dict()
+    reason = meta.extra.get("layout_reason")
+    if meta.arch == "foreign" and reason:
+        how = f"recognised: {reason}"
+    else:
+        how = f"{meta.output_format}, from edgecv metadata (written when the model was exported)"
+    data: dict[str, Any] = {"output_layout": how}
+    data.update(meta.to_dict())
     data["num_classes"] = meta.num_classes
     data["names"] = list(meta.names)
     return data

@@ -46,7 +46,7 @@ def test_infer_meta_recognises_yolov8_and_segmenter_layouts() -> None:
 
 
 def test_infer_meta_rejects_unknown_layouts_and_bad_names() -> None:
-    with pytest.raises(ArtifactError, match="not a layout edgecv knows"):
+    with pytest.raises(ArtifactError, match="no layout edgecv knows has 2 outputs"):
         infer_meta([1, 3, 64, 64], [[1, 10], [1, 4]])
     with pytest.raises(ConfigError, match="2 class names given but the model has 80"):
         infer_meta([1, 3, 640, 640], [[1, 84, 8400]], names=["a", "b"])

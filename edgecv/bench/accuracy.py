@@ -6,8 +6,8 @@ by step, so its numbers agree with it to floating-point rounding:
 
 - IoU thresholds 0.50:0.05:0.95, 101 recall points, precision envelope.
 - Per image and class, detections are sorted by score (stable, so ties keep their
-  input order) and only the top ``maxDets=100`` are kept (per image *per class*,
-  as COCOeval does).
+  input order) and only the top ``maxDets`` (100 unless ``max_dets`` says otherwise) are kept
+  (per image *per class*, as COCOeval does with ``params.maxDets[-1]``).
 - Crowd ground truths (``iscrowd``) are "ignore" regions: their IoU is
   intersection / detection area, a detection matched to one is neither a true nor
   a false positive, and several detections may match the same crowd box.
@@ -65,19 +65,21 @@ def _round(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class DetectionMetrics:
-    """COCO box metrics (maxDets=100, area "all").
+    """COCO box metrics (maxDets ``max_dets``, 100 by default; area "all").
 
     Attributes:
         map: mAP@0.5:0.95; -1 when no class has ground truth.
         map50: mAP@0.5.
         map75: mAP@0.75.
-        mar100: mean recall@0.5:0.95 with at most 100 detections per image and class.
+        mar100: mean recall@0.5:0.95 with at most ``max_dets`` detections per image and class
+            (the name is COCO's for the default 100).
         per_class_ap: AP@0.5:0.95 per class index; -1 for classes without ground truth.
         per_class_ap50: AP@0.5 per class index; -1 for classes without ground truth.
         names: class names (index -> name); may be empty.
         num_images: images evaluated.
         num_gt: non-crowd ground-truth boxes.
-        num_detections: detections evaluated (after the per-class top-100 cut).
+        num_detections: detections evaluated (after the per-class top-``max_dets`` cut).
+        max_dets: COCO's maxDets: detections kept per image and class.
     """
 
     map: float
@@ -90,6 +92,7 @@ class DetectionMetrics:
     num_images: int = 0
     num_gt: int = 0
     num_detections: int = 0
+    max_dets: int = MAX_DETS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; per-class values are keyed by name and ``None`` where a class has no ground truth."""
@@ -109,6 +112,7 @@ class DetectionMetrics:
             "num_images": self.num_images,
             "num_gt": self.num_gt,
             "num_detections": self.num_detections,
+            "max_det": self.max_dets,
         }
 
 
@@ -195,9 +199,12 @@ class DetectionEvaluator:
         >>> ev.compute().map
     """
 
-    def __init__(self, num_classes: int, names: Sequence[str] = ()) -> None:
+    def __init__(self, num_classes: int, names: Sequence[str] = (), max_dets: int = MAX_DETS) -> None:
         if num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if max_dets <= 0:
+            raise ConfigError(f"max_det must be positive, got {max_dets}", hint="COCO uses 100; dense scenes need more, e.g. 1000")
+        self.max_dets = int(max_dets)
         self.num_classes = int(num_classes)
         self.names = tuple(names)
         self._records = [_ClassRecords() for _ in range(self.num_classes)]
@@ -257,7 +264,7 @@ class DetectionEvaluator:
             g_sel = g_sel[np.argsort(crowd[g_sel], kind="mergesort")]  # ignored (crowd) last
             g_crowd = crowd[g_sel]
             d_sel = np.flatnonzero(dt_cls == k)
-            d_sel = d_sel[np.argsort(-dt_scores[d_sel], kind="mergesort")][:MAX_DETS]
+            d_sel = d_sel[np.argsort(-dt_scores[d_sel], kind="mergesort")][: self.max_dets]
             if len(g_sel) and len(d_sel):
                 ious = box_iou_coco(dt_xywh[d_sel], gt_xywh[g_sel], g_crowd)
                 matched, ignored = _match(ious, g_crowd, g_crowd)
@@ -314,6 +321,7 @@ class DetectionEvaluator:
             num_images=len(self._image_ids),
             num_gt=sum(r.num_gt for r in self._records),
             num_detections=self._num_detections,
+            max_dets=self.max_dets,
         )
 
 
@@ -363,6 +371,10 @@ class SegmentationMetrics:
             "mean_dice": _round(self.mean_dice),
             "per_class_iou": {n: _round(v) for n, v in zip(labels, self.per_class_iou, strict=True)},
             "per_class_dice": {n: _round(v) for n, v in zip(labels, self.per_class_dice, strict=True)},
+            **(  # background / foreground (one-channel segmenters): the foreground's IoU and Dice
+                {"binary_iou": _round(self.per_class_iou[1]), "binary_dice": _round(self.per_class_dice[1])}
+                if len(self.per_class_iou) == 2 else {}
+            ),
             "num_images": self.num_images,
             "num_pixels": self.num_pixels,
         }
@@ -449,6 +461,9 @@ def check_class_lists(model_names: tuple[str, ...], data_names: tuple[str, ...],
     """
     offset = 1 if task == "segment" else 0
     compared = model_names[offset:]
+    if generic and not data_names:  # e.g. images/ + masks/ with no category list: mask values are checked per image
+        log.debug("dataset lists no categories; assuming they follow the model's %s", list(model_names))
+        return
     if len(compared) != len(data_names):
         extra = " (background + categories)" if offset else ""
         raise ConfigError(
@@ -475,6 +490,7 @@ def evaluate(
     *,
     progress: ProgressFn | None = None,
     max_images: int | None = None,
+    max_det: int = MAX_DETS,
 ) -> DetectionMetrics | SegmentationMetrics:
     """Run ``model`` over ``dataset`` and score it.
 
@@ -489,6 +505,8 @@ def evaluate(
             YOLO), segmentation needs semantic masks (``masks/*.png``).
         progress: optional ``progress(done, total)`` called after each image.
         max_images: evaluate only the first N images.
+        max_det: COCO's maxDets, detections scored per image and class (default 100, COCO's).
+            The model's own ``max_det`` (per image) should be at least this.
 
     Returns:
         :class:`DetectionMetrics` or :class:`SegmentationMetrics`.
@@ -520,7 +538,10 @@ def evaluate(
         conf = getattr(model, "conf", None)
         if isinstance(conf, float) and conf > 0.01:
             log.info("model confidence threshold is %.3g; COCO mAP is usually measured with 0.001", conf)
-        det_eval = DetectionEvaluator(len(model_names), names=model_names)
+        model_cap = getattr(model, "max_det", None)
+        if isinstance(model_cap, int) and model_cap < max_det:
+            log.warning("the model keeps at most %d detections per image, fewer than max_det %d", model_cap, max_det)
+        det_eval = DetectionEvaluator(len(model_names), names=model_names, max_dets=max_det)
         for done, sample in enumerate(samples, 1):
             result = model(sample.load_image())
             if not isinstance(result, Detections):

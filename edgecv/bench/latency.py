@@ -43,8 +43,12 @@ class BenchConfig:
     cuda_graph: bool = False  # TensorRT entries replay a captured CUDA graph (see TensorRTEngine)
     gpu_preprocess: bool = True  # TensorRT entries preprocess with the CUDA kernel where they can (Model.gpu_preprocess)
     triton: str | None = None  # run the networks on this Triton server (models are names there; edgecv.engine.triton)
+    imgsz: tuple[int, int] | None = None  # run every model at this (h, w) (edgecv.load(imgsz=...))
+    square: bool = False  # pad frames to the full input size
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}", hint="leave out --threads for the runtime's default")
         if self.duration_s is None and self.iterations <= 0:
             raise ConfigError(f"--iterations must be positive, got {self.iterations}", hint="e.g. --iterations 200, or --duration 10")
         if self.duration_s is not None and self.duration_s <= 0:
@@ -145,15 +149,16 @@ def _open(
 
     record = ModelBench(model=str(path), batch=batch, name=Path(path).name, threads=cfg.threads)
     try:
+        size = {"imgsz": cfg.imgsz, "square": cfg.square}
         if cfg.triton:
-            model = edgecv.load(path, triton=cfg.triton, threads=cfg.threads)
+            model = edgecv.load(path, triton=cfg.triton, threads=cfg.threads, **size)
             backend = "triton"
         else:
             backend = backend_for(Path(path), cfg.backend)
             options = {"stop_spinning": True} if interleaved and backend == "onnxruntime" else {}
             if cfg.cuda_graph and backend == "tensorrt":
                 options["cuda_graph"] = True
-            model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
+            model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **size, **options)
     except EdgecvError as exc:
         record.status, record.error = "error", exc.message
         return record, None
@@ -273,7 +278,10 @@ def add_accuracy(report: BenchReport, data: Path, *, max_images: int | None = No
             continue
         try:
             remote = {"triton": report.config["triton"]} if report.config.get("triton") else {}
-            with edgecv.load(record.model, conf=0.001, iou=0.6, threads=report.config.get("threads"), **remote) as model:
+            size = report.config.get("imgsz")
+            with edgecv.load(
+                record.model, conf=0.001, iou=0.6, threads=report.config.get("threads"), imgsz=size, square=bool(report.config.get("square")), **remote
+            ) as model:
                 metrics = evaluate(model, dataset, progress=progress, max_images=max_images).to_dict()
             metric = "map" if record.task == "detect" else "miou"
             by_model[record.model] = {"metric": metric, "value": metrics[metric], **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}

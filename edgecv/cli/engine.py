@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import batch_range
+from edgecv.cli.options import IMGSZ_HELP, batch_range, imgsz_arg
 from edgecv.cli.quant import print_calibration
 from edgecv.errors import ConfigError
 from edgecv.log import out
@@ -37,6 +37,8 @@ def build_engine_cmd(
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine loadable by newer TensorRT runtimes (e.g. a 10.x engine on 11).", rich_help_panel="Device")] = False,
     hardware_compat: Annotated[str | None, typer.Option(help="ampere+ (any Ampere or newer GPU) or same-cc.", rich_help_panel="Device")] = None,
     batch: Annotated[str | None, typer.Option(help="Batch profile MIN:OPT:MAX (default: the model's --dynamic-batch range).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP + " The engine's profile goes up to it.")] = None,
+    square: Annotated[bool, typer.Option("--square", help="A static profile at the full --imgsz (frames padded to it).")] = False,
 ) -> None:
     """Build a TensorRT engine (plan + manifest) from an ONNX model.
 
@@ -65,6 +67,7 @@ def build_engine_cmd(
         precision=chosen[0] if chosen else "auto", workspace_mb=workspace, dla_core=dla, gpu_fallback=gpu_fallback,
         timing_cache=timing_cache, sparsity=sparsity, builder_level=builder_level, version_compatible=version_compatible,
         hardware_compat=hardware_compat, calib_cache=calib_cache, batch=batch_range(batch) if batch else None,
+        imgsz=imgsz_arg(imgsz), square=square,
     )  # fmt: skip
     dest = output or model.with_suffix(".engine")
     with stage_progress(state["quiet"]) as stages:

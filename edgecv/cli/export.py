@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import FP16_HELP, NMS_HELP, PRE_HELP, batch_range, int_list, names_arg
+from edgecv.cli.options import FP16_HELP, NMS_HELP, PRE_HELP, batch_range, imgsz_arg, names_arg
 from edgecv.errors import ConfigError
 from edgecv.log import out, progress_bar
 
@@ -25,11 +25,12 @@ def export(
     num_classes: Annotated[int | None, typer.Option(help="Number of classes of a plain state dict.", rich_help_panel="Model")] = None,
     width: Annotated[float, typer.Option(help="Width multiplier of a plain state dict's architecture (shipped models: 0.75).", rich_help_panel="Model")] = 1.0,
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names, one per line.", rich_help_panel="Model")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size H,W (or one number for square).", rich_help_panel="Graph")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size H,W (or one number for square); for an adopted dynamic ONNX, its default size.", rich_help_panel="Graph")] = None,
     static: Annotated[bool, typer.Option("--static", help="Fixed batch 1 and image size (default: dynamic).", rich_help_panel="Graph")] = False,
     dynamic_batch: Annotated[str | None, typer.Option(help="Batch range MIN:OPT:MAX, recorded for TensorRT optimization profiles (default 1:1:16).", rich_help_panel="Graph")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.", rich_help_panel="Graph")] = 18,
-    layout: Annotated[str, typer.Option(help="Foreign ONNX only: auto (recognise the output), or yolox (raw YOLOX grids, decoded on the host).", rich_help_panel="Model")] = "auto",
+    layout: Annotated[str, typer.Option(help="Foreign ONNX only: auto (recognise it from the shapes and input size), or name it where they cannot tell: yolov8, yolov5, yolox (raw grids), yolov8_seg, seg_logits, seg_binary.", rich_help_panel="Model")] = "auto",
+    task: Annotated[str | None, typer.Option(help="Foreign ONNX only: detect / segment, where the shapes cannot tell.", rich_help_panel="Model")] = None,
     simplify: Annotated[bool, typer.Option(help="Simplify with onnxslim.", rich_help_panel="Graph")] = True,
     exporter: Annotated[str, typer.Option(help="dynamo (falls back to torchscript) or torchscript.", rich_help_panel="Graph")] = "dynamo",
     nms: Annotated[str | None, typer.Option(help=NMS_HELP, rich_help_panel="Graph")] = None,
@@ -62,19 +63,21 @@ def export(
 
     nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None  # checked before any work
     batch = batch_range(dynamic_batch) if dynamic_batch else None
+    size = imgsz_arg(imgsz)
+    if src.suffix.lower() != ".onnx" and (layout != "auto" or task is not None):
+        raise ConfigError("--layout and --task describe a foreign .onnx being adopted", hint="leave them out when exporting a checkpoint")
     if src.suffix.lower() == ".onnx":  # adopt a foreign ONNX: metadata only, no torch needed
         require("onnx")
         from edgecv.export.adopt import adopt_onnx
 
         dest = output or src.with_name(src.stem + ".edgecv.onnx")
-        adopted = adopt_onnx(src, dest, names=names_arg(names), layout=layout)
+        adopted = adopt_onnx(src, dest, names=names_arg(names), layout=layout, task=task, imgsz=size)
         out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
+        out.print(f"  how: {adopted.meta.extra.get('layout_reason', adopted.meta.output_format)}", highlight=False)
+        if adopted.meta.dynamic:
+            out.print(f"  default input size {adopted.meta.input_size[0]},{adopted.meta.input_size[1]} (change with --imgsz at export or run time)", highlight=False)
         _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
         return
-    size = None
-    if imgsz:
-        parts = int_list(imgsz, "--imgsz") or []
-        size = (parts[0], parts[-1])
     from edgecv.export.ultralytics import export_ultralytics, is_ultralytics_checkpoint
 
     if src.suffix.lower() in (".pt", ".pth") and is_ultralytics_checkpoint(src):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import int_list
+from edgecv.cli.options import IMGSZ_HELP, SQUARE_HELP, imgsz_arg, int_list, threads_arg
 from edgecv.errors import ConfigError
 from edgecv.log import out, progress_bar
 
@@ -25,6 +25,10 @@ def evaluate(
     conf: Annotated[float, typer.Option(help="Score threshold (low for mAP).")] = 0.001,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.6,
     max_images: Annotated[int | None, typer.Option(help="Evaluate the first N images only.")] = None,
+    max_det: Annotated[int, typer.Option(help="COCO maxDets: detections scored per image and class (COCO: 100; dense scenes need more).")] = 100,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
+    square: Annotated[bool, typer.Option("--square", help=SQUARE_HELP)] = False,
+    mask_threshold: Annotated[float | None, typer.Option(help="One-channel segmenters: foreground where the probability is > this (default 0.5).")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
     triton: Annotated[str | None, typer.Option(help="Run the network on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODEL is its name there.")] = None,
@@ -38,11 +42,24 @@ def evaluate(
     from edgecv.bench.accuracy import evaluate as run_eval
     from edgecv.data.datasets import open_dataset
 
+    if max_det <= 0:
+        raise ConfigError(f"--max-det must be positive, got {max_det}", hint="COCO uses 100")
+    size = imgsz_arg(imgsz)
+    options = {"threads": threads_arg(threads)} if threads is not None else {}
+    if options:
+        from edgecv.engine.registry import backend_for
+
+        if backend_for(model) == "tensorrt":
+            raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
     dataset = open_dataset(data)
-    loaded = edgecv.load(model, conf=conf, iou=iou, threads=threads, **({"triton": triton} if triton else {}))
+    # the model keeps at least max_det boxes per image, so the per-class cut is the evaluator's
+    loaded = edgecv.load(
+        model, conf=conf, iou=iou, max_det=max(300, max_det), imgsz=size, square=square, mask_threshold=mask_threshold,
+        **options, **({"triton": triton} if triton else {}),
+    )
     total = min(len(dataset), max_images) if max_images else len(dataset)
     with loaded, progress_bar("eval", total, state["quiet"]) as update:
-        metrics = run_eval(loaded, dataset, progress=update, max_images=max_images)
+        metrics = run_eval(loaded, dataset, progress=update, max_images=max_images, max_det=max_det)
     _print_metrics(metrics)
     if json_out:
         atomic_write_bytes(json_out, json.dumps(metrics.to_dict(), indent=2).encode())
@@ -78,6 +95,8 @@ def bench(
     warmup_s: Annotated[float | None, typer.Option("--warmup-s", help="Warm up for this many seconds per model instead.", rich_help_panel="Measurement")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,8 (dynamic-batch models).", rich_help_panel="Measurement")] = "1",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Measurement")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP, rich_help_panel="Measurement")] = None,
+    square: Annotated[bool, typer.Option("--square", help=SQUARE_HELP, rich_help_panel="Measurement")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT engines replay the network as one CUDA graph.", rich_help_panel="Measurement")] = False,
     source: Annotated[str | None, typer.Option("--source", "-s", help="Frames from a video, image or folder (default: synthetic 640x480 scenes).", rich_help_panel="Measurement")] = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset for accuracy columns (mAP / mIoU).", rich_help_panel="Accuracy")] = None,
@@ -110,10 +129,16 @@ def bench(
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
         warmup=warmup, warmup_s=warmup_s, iterations=iterations, duration_s=duration, batch_sizes=tuple(int_list(batch, "--batch") or [1]), threads=threads,
-        cuda_graph=cuda_graph, triton=triton,
+        cuda_graph=cuda_graph, triton=triton, imgsz=imgsz_arg(imgsz), square=square,
     )
     if triton and (loop or cuda_graph):
         raise ConfigError("--loop and --cuda-graph run local models; they do not apply with --triton", hint="drop them")
+    if threads is not None:
+        gpu = [m.name for m in models if m.suffix.lower() in (".engine", ".plan")]
+        if len(gpu) == len(models):
+            raise ConfigError("--threads sets ONNX Runtime's CPU threads; every model here is a TensorRT engine", hint="leave out --threads")
+        if gpu:
+            log.warning("--threads has no effect on the TensorRT engine(s) %s (it applies to the ONNX models)", ", ".join(gpu))
     frames = frames_from(source) if source else synthetic_frames()
     environment = collect_environment()
     with progress_bar("bench", None, state["quiet"]) as update:

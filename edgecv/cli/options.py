@@ -26,6 +26,38 @@ def int_list(text: str | None, option: str) -> list[int] | None:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}", hint=f"e.g. {option} 0,2") from None
 
 
+IMGSZ_HELP = "Input size: one number (square) or H,W; multiples of the model's stride. Dynamic models only, unless it is the model's own size."
+SQUARE_HELP = "Pad every frame to the full --imgsz (what a static TensorRT profile needs) instead of the minimal stride padding."
+
+
+def imgsz_arg(text: str | None, option: str = "--imgsz") -> tuple[int, int] | None:
+    """Parse ``--imgsz``: ``640`` -> (640, 640); ``480,640`` (or ``480x640``) -> (480, 640) as (height, width).
+
+    The one parser every command uses; the size is then checked against the model by
+    :func:`edgecv.artifact.with_input_size`.
+    """
+    if text is None:
+        return None
+    parts = text.strip().lower().replace("x", ",").split(",")
+    hint = f"e.g. {option} 640 (square) or {option} 480,640 (height,width)"
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"{option} takes one number or H,W, got {text!r}", hint=hint) from None
+    if len(values) not in (1, 2):
+        raise ConfigError(f"{option} takes one number or H,W, got {len(values)} numbers in {text!r}", hint=hint)
+    if min(values) <= 0:
+        raise ConfigError(f"{option} must be positive, got {text!r}", hint=hint)
+    return (values[0], values[-1])
+
+
+def threads_arg(threads: int | None, option: str = "--threads") -> int | None:
+    """``--threads`` must be >= 1 when given (None: the runtime's default)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"{option} must be >= 1, got {threads}", hint=f"leave out {option} for the runtime's default (one per core)")
+    return threads
+
+
 def batch_range(text: str) -> tuple[int, int, int]:
     parts = text.split(":")
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import int_list, names_arg
+from edgecv.cli.options import imgsz_arg, names_arg, threads_arg
 from edgecv.errors import ConfigError
 from edgecv.log import out
 
@@ -38,7 +38,7 @@ def calibrate(
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,
     task: Annotated[str | None, typer.Option(help="Task of a model without edgecv metadata: detect or segment.", rich_help_panel="Foreign models")] = None,
     names: Annotated[Path | None, typer.Option(help="Class names file of a model without edgecv metadata.", rich_help_panel="Foreign models")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size H,W of a model without edgecv metadata.", rich_help_panel="Foreign models")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size (one number or H,W): the size the model runs at; needed for a dynamic model without edgecv metadata.", rich_help_panel="Foreign models")] = None,
 ) -> None:
     """INT8: calibrate on images, write Q/DQ ONNX (+ TensorRT cache), and check accuracy and latency against FP32.
 
@@ -51,10 +51,8 @@ def calibrate(
     from edgecv.quant.calibrate import CalibrateOptions, calibration_meta
     from edgecv.quant.calibrate import calibrate as run_calibrate
 
-    size = None
-    if imgsz:
-        parts = int_list(imgsz, "--imgsz") or []
-        size = (parts[0], parts[-1])
+    size = imgsz_arg(imgsz)
+    threads_arg(threads)
     if not model.is_file():
         raise ConfigError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
     meta = calibration_meta(model, task=task, names=names_arg(names), imgsz=size)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from edgecv.cli.app import app, handle_errors, state
-from edgecv.cli.options import default_model, int_list, names_arg
+from edgecv.cli.options import IMGSZ_HELP, SQUARE_HELP, default_model, imgsz_arg, int_list, names_arg, threads_arg
 from edgecv.errors import EXIT_INTERRUPTED, ConfigError, SourceError
 from edgecv.log import console, out
 
@@ -35,8 +35,12 @@ def run(
     jsonl: Annotated[list[Path] | None, typer.Option(help="Write one JSON line per frame. Several sources: as --save.", rich_help_panel="Output")] = None,
     show: Annotated[bool, typer.Option(help="Show a window.", rich_help_panel="Output")] = False,
     stats_json: Annotated[Path | None, typer.Option(help="Write the run summary (FPS, per-stage ms) as JSON.", rich_help_panel="Output")] = None,
-    conf: Annotated[float, typer.Option(help="Score threshold.", rich_help_panel="Model")] = 0.25,
-    iou: Annotated[float, typer.Option(help="NMS IoU threshold.", rich_help_panel="Model")] = 0.45,
+    conf: Annotated[float | None, typer.Option(help="Score threshold (detectors; default 0.25).", rich_help_panel="Model")] = None,
+    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (detectors; default 0.45).", rich_help_panel="Model")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP, rich_help_panel="Model")] = None,
+    square: Annotated[bool, typer.Option("--square", help=SQUARE_HELP, rich_help_panel="Model")] = False,
+    mask_threshold: Annotated[float | None, typer.Option(help="One-channel segmenters: foreground where the probability is > this (default 0.5).", rich_help_panel="Model")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="One-channel segmenters: report connected foreground regions as boxes (text, blobs).", rich_help_panel="Model")] = False,
     classes: Annotated[str | None, typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
     task: Annotated[str | None, typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
@@ -79,18 +83,31 @@ def run(
         max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch, track=track_config(track, track_thresh, track_buffer)
     )  # validates
     path = default_model(model)
-    options: dict[str, Any] = {"threads": threads}
-    if triton is not None:
+    size = imgsz_arg(imgsz)
+    from edgecv.engine.registry import backend_for
+
+    options: dict[str, Any] = {}
+    if triton is not None:  # MODEL names the model on the server; the network runs there
         if cuda_graph:
             raise ConfigError("--cuda-graph applies to local TensorRT engines, not a Triton model", hint="drop --cuda-graph")
-        options = {"triton": triton} | ({"threads": threads} if threads is not None else {})
+        options["triton"] = triton
+    is_trt = triton is None and backend_for(path) == "tensorrt"
+    if threads_arg(threads) is not None:
+        if is_trt:
+            raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
+        options["threads"] = threads
     if cuda_graph:
-        from edgecv.engine.registry import backend_for
-
-        if backend_for(path) != "tensorrt":
+        if not is_trt:
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
-    loaded = edgecv.load(path, conf=conf, iou=iou, classes=int_list(classes, "--classes"), task=task, names=names_arg(names), **options)
+    thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("classes", int_list(classes, "--classes"))) if v is not None}
+    loaded = edgecv.load(
+        path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
+    )
+    if loaded.task != "detect" and thresholds:
+        loaded.close()
+        given = ", ".join(f"--{k}" for k in thresholds)
+        raise ConfigError(f"{given} apply to detectors; {path.name} is a {loaded.task} model", hint=f"leave out {given}")
     if not specs:
         specs = [assets.demo_video()]
         log.info("no --source: using the demo video %s", specs[0])

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
-from edgecv.vision.letterbox import LetterboxGeometry, LetterboxTransform, letterbox_geometry
+from edgecv.vision.letterbox import LetterboxGeometry, LetterboxTransform, letterbox_geometry, pad_stride
 
 BLOCK = (16, 16)  # threads per block (x = column, y = row): 256, a multiple of the 32-thread warp
 
@@ -91,7 +91,9 @@ def _geometry(frame: Any, meta: ModelMeta) -> LetterboxGeometry:
     if meta.preprocess_in_graph:
         raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
     _check_frame(frame)
-    return letterbox_geometry(frame.shape[:2], meta.input_size, stride=meta.stride if meta.dynamic else None, align=meta.pad_align)
+    return letterbox_geometry(
+        frame.shape[:2], meta.input_size, stride=pad_stride(meta), align=meta.pad_align, rounding=meta.resize_rounding
+    )
 
 
 def _launch(src: Any, out: Any, geometry: LetterboxGeometry, meta: ModelMeta, mean: Any, inv_std: Any, stream: Any) -> None:

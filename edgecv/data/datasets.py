@@ -261,6 +261,11 @@ def _image_folder(path: str | Path) -> Dataset:
     if not files:
         raise DatasetError(f"no images found at {path}", hint=_LAYOUTS)
     root = Path(path) if Path(path).is_dir() else files[0].parent
+    # DIR/images/ + DIR/masks/<stem>.png: semantic masks without box labels (e.g. binary text / person masks)
+    masks = root.parent / "masks" if root.name == "images" else None
+    if masks is not None and masks.is_dir():
+        samples = [Sample(i, f, semantic_mask_path=m if (m := masks / f"{f.stem}.png").is_file() else None) for i, f in enumerate(files)]
+        return Dataset("images", root.parent, (), samples, has_names=False)
     return Dataset("images", root, (), [Sample(i, f) for i, f in enumerate(files)], has_names=False)
 
 
@@ -388,76 +393,14 @@ def read_coco(json_path: Path, *, images_dir: Path | None = None, masks_dir: Pat
 # --------------------------------------------------------------------------- YOLO
 
 
-def _strip_comment(line: str) -> str:
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i]
-    return line
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return int(text) if re.fullmatch(r"[-+]?\d+", text) else text
-
-
-def _flow(text: str) -> Any:
-    """``[a, 'b c']`` -> list, ``{0: a, 1: b}`` -> dict, else a scalar."""
-    text = text.strip()
-    if text[:1] not in "[{" or text[-1:] not in "]}":
-        return _scalar(text)
-    items = [m.group(0).strip() for m in re.finditer(r"""(?:'[^']*'|"[^"]*"|[^,'"])+""", text[1:-1])]
-    items = [i for i in items if i]
-    if text[0] == "[":
-        return [_scalar(i) for i in items]
-    return {_scalar(k): _scalar(v) for k, v in (i.split(":", 1) for i in items if ":" in i)}
-
-
-def _simple_yaml(text: str) -> dict[str, Any]:
-    """The YAML subset of dataset files: top-level ``key: value``, flow lists/maps, block lists/maps.
-
-    Used when PyYAML is not installed. Nested structures other than one level of
-    block list/map (e.g. ``download:`` scripts) are skipped.
-    """
-    out: dict[str, Any] = {}
-    key: str | None = None
-    for raw in text.splitlines():
-        line = _strip_comment(raw).rstrip()
-        if not line.strip() or line.startswith(("---", "...")):
-            continue
-        if not line[0].isspace():
-            k, sep, v = line.partition(":")
-            key = k.strip() if sep else None
-            if key is not None:
-                v = v.strip()
-                out[key] = None if not v or v[0] in "|>" else _flow(v)
-                if v[:1] in ("|", ">"):
-                    key = None  # block scalar: skip its lines
-            continue
-        if key is None:
-            continue
-        item = line.strip()
-        if item.startswith("-"):
-            if out[key] is None or isinstance(out[key], list):
-                out[key] = (out[key] or []) + [_scalar(item[1:])]
-        elif ":" in item and (out[key] is None or isinstance(out[key], dict)):
-            k, _, v = item.partition(":")
-            out[key] = {**(out[key] or {}), _scalar(k): _scalar(v)}
-    return out
-
-
 def _load_yaml(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    """A dataset YAML file, read by PyYAML (a dependency: the same result on every install)."""
+    import yaml
+
     try:
-        import yaml  # optional: a full parser when present
-    except ImportError:
-        return _simple_yaml(text)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

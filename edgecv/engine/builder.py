@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecv.artifact import ModelMeta, atomic_write_bytes, file_sha256, write_sidecar
+from edgecv.artifact import ModelMeta, atomic_write_bytes, file_sha256, with_input_size, write_sidecar
 from edgecv.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class BuildOptions:
     hardware_compat: str | None = None
     calib_cache: Path | None = None
     batch: tuple[int, int, int] | None = None
+    imgsz: tuple[int, int] | None = None  # build for this (h, w) (a dynamic model); the manifest records it
+    square: bool = False  # a static H/W profile at the full size (frames padded to it)
 
     def cli_args(self) -> list[str]:
         """These options as ``edgecv build-engine`` flags (for the manifest's rebuild command)."""
@@ -50,7 +52,9 @@ class BuildOptions:
                 args += [flag, str(value)]
         if self.batch is not None:
             args += ["--batch", ":".join(map(str, self.batch))]
-        args += [flag for flag, on in (("--gpu-fallback", self.gpu_fallback), ("--sparsity", self.sparsity), ("--version-compatible", self.version_compatible)) if on]
+        if self.imgsz is not None:
+            args += ["--imgsz", f"{self.imgsz[0]},{self.imgsz[1]}"]
+        args += [flag for flag, on in (("--gpu-fallback", self.gpu_fallback), ("--sparsity", self.sparsity), ("--version-compatible", self.version_compatible), ("--square", self.square)) if on]
         return args
 
 
@@ -61,8 +65,8 @@ def profile_shapes(
 
     Dynamic batch: the metadata's range (``extra["dynamic_batch"]``, default 1:1:16) or
     ``batch``. Dynamic height/width (minimal letterbox padding): from a quarter of the
-    input size up to the input size, in multiples of the stride; optimum at full size.
-    Fixed dims stay fixed.
+    input size up to the input size, in multiples of the stride; optimum at full size
+    (with ``meta.square``: the full size only, frames are padded to it). Fixed dims stay fixed.
     """
     dims = list(input_shape)
     if len(dims) != 4:
@@ -80,7 +84,7 @@ def profile_shapes(
     s = meta.stride
     for axis, full in ((h_axis, meta.input_size[0]), (w_axis, meta.input_size[1])):
         if dims[axis] < 0:
-            mins[axis] = max(s, (full // 4) // s * s)
+            mins[axis] = full if meta.square else max(s, (full // 4) // s * s)
             opts[axis] = maxs[axis] = full
     for axis in range(4):
         if dims[axis] < 0 and axis not in (0, h_axis, w_axis):
@@ -124,7 +128,7 @@ def build_engine(
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise ConfigError(f"{onnx_path} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
-    meta = read_meta(onnx_path)
+    meta = with_input_size(read_meta(onnx_path), options.imgsz, square=options.square, model=Path(onnx_path).name)
     major = trt_compat.trt_version(trt)[0]
     if options.hardware_compat is not None:
         from edgecv.bench.environment import collect_environment

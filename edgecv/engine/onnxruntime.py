@@ -37,6 +37,26 @@ def _spec(node) -> TensorSpec:  # type: ignore[no-untyped-def]
     return TensorSpec(node.name, shape, np.dtype(dtype))
 
 
+def _shape_text(shape: Sequence[object]) -> str:
+    return "(" + ", ".join(str(d) if isinstance(d, (int, str)) else "?" for d in shape) + ")"
+
+
+def _output_ops(path: Path) -> list[str | None] | None:
+    """The op type producing each graph output, or None when the ``onnx`` package is missing or fails."""
+    from edgecv._optional import is_available
+
+    if not is_available("onnx"):
+        return None
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # unreadable here; ONNX Runtime could still run it
+        return None
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    return [producer.get(o.name) for o in graph.output]
+
+
 def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
     import onnxruntime as ort
 
@@ -70,6 +90,8 @@ class OnnxRuntimeEngine(BaseEngine):
             taking turns, idle models' spinning threads steal the cores of the running one
             (measured: a 5.3 ms model read 8.0 ms), so ``edgecv bench`` sets this then.
         task, names: override or supply metadata for ONNX files edgecv did not write.
+        layout: the output layout of such a file when its shapes cannot tell (see
+            :func:`edgecv.artifact.infer_meta`); ignored (must be None) with edgecv metadata.
     """
 
     backend = "onnxruntime"
@@ -83,6 +105,7 @@ class OnnxRuntimeEngine(BaseEngine):
         stop_spinning: bool = False,
         task: str | None = None,
         names: Sequence[str] | None = None,
+        layout: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -109,21 +132,33 @@ class OnnxRuntimeEngine(BaseEngine):
                 f"{path} is not a loadable ONNX model (truncated, corrupt or not ONNX): {first}",
                 hint="re-export it with `edgecv export`, or check the copy is complete (compare file sizes/hashes)",
             ) from exc
+        if len(self.session.get_inputs()) != 1:
+            listed = ", ".join(f"{i.name} {_shape_text(i.shape)} {i.type}" for i in self.session.get_inputs())
+            raise ArtifactError(
+                f"{path.name} has {len(self.session.get_inputs())} inputs ({listed}); edgecv feeds one image input",
+                hint="export the model with only the image as input (constant or in-graph values for the others)",
+            )
         inputs = [_spec(i) for i in self.session.get_inputs()]
         outputs = [_spec(o) for o in self.session.get_outputs()]
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         meta = ModelMeta.from_props(props)
         self.meta_source = "edgecv metadata" if meta else "recognised from the output layout (no edgecv metadata)"
         if meta is None:
+            out_dims = [[d if isinstance(d, (int, str)) else None for d in o.shape] for o in self.session.get_outputs()]
+            ops = _output_ops(path) if len(out_dims) == 1 and len(out_dims[0]) == 4 and out_dims[0][1] == 1 else None
             meta = infer_meta(
-                [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape],
-                [[d if isinstance(d, int) else None for d in o.shape] for o in self.session.get_outputs()],
+                [d if isinstance(d, (int, str)) else None for d in self.session.get_inputs()[0].shape],
+                out_dims,
                 task=task,
                 names=names,
                 foreign_props=props,
+                layout=layout,
+                output_ops=ops,
             )
             log.info("%s has no edgecv metadata; recognised a %s model (%s)", path.name, meta.task, meta.output_format)
         else:
+            if layout not in (None, "auto"):
+                raise ConfigError(f"{path.name} has edgecv metadata (layout {meta.output_format}); --layout is for files without it", hint="leave out --layout")
             meta = override_meta(meta, task, names, "the model's metadata")
         super().__init__(path, meta, inputs, outputs)
         self.providers = self.session.get_providers()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv import __version__
-from edgecv.artifact import ModelMeta, file_sha256
+from edgecv.artifact import FOREIGN_LAYOUTS, ModelMeta, file_sha256, with_input_size
 from edgecv.errors import ExportError
 from edgecv.export.graph import load_onnx, save_onnx, set_metadata
 
@@ -34,22 +34,33 @@ _LAYOUTS = {
     "yolov5": "YOLOv5 detector (B, anchors, 5 + nc) with objectness",
     "yolov8_seg": "YOLOv8/11 instance segmenter (boxes + 32 mask coefficients, prototypes)",
     "seg_logits": "semantic segmenter (B, nc, H, W) logits",
+    "seg_binary": "one-channel segmenter (B, 1, H, W) probability or logit map",
     "yolox": "YOLOX detector, raw grids (B, anchors, 5 + nc) decoded on the host",
 }
-LAYOUTS = ("auto", "yolox")
+LAYOUTS = ("auto", *FOREIGN_LAYOUTS)
 
 
 def adopt_onnx(
-    source: Path, out: Path, *, names: Sequence[str] | None = None, task: str | None = None, images: int = 3, layout: str = "auto"
+    source: Path,
+    out: Path,
+    *,
+    names: Sequence[str] | None = None,
+    task: str | None = None,
+    images: int = 3,
+    layout: str = "auto",
+    imgsz: tuple[int, int] | None = None,
 ) -> AdoptReport:
     """Write ``out``: ``source`` plus edgecv metadata, checked to run identically on ``images`` synthetic frames.
 
-    ``layout="yolox"``: the ``(B, anchors, 5 + nc)`` output is YOLOX's raw grids, not
-    YOLOv5's decoded boxes (the shapes are the same); the preprocessing becomes YOLOX's:
-    BGR, 0-255, no normalization, padded right and bottom with 114.
+    The layout is recognised from the shapes and the input size
+    (:func:`edgecv.artifact.infer_meta`); ``layout`` names it where the shapes cannot
+    tell (YOLOv5 vs YOLOX with a dynamic anchor count). A YOLOX model gets YOLOX's
+    preprocessing: BGR, 0-255, no normalization, padded right and bottom with 114,
+    resized size truncated. ``imgsz`` (h, w) becomes a dynamic model's default size.
 
     Raises:
-        ArtifactError: not a loadable ONNX, or a layout edgecv does not know.
+        ArtifactError: not a loadable ONNX, or a layout edgecv does not know (or several fit).
+        ConfigError: ``layout``/``task``/``imgsz`` do not fit the model.
         ExportError: the adopted file does not reproduce the original's outputs.
     """
     from edgecv.data.synthetic import make_scene
@@ -60,20 +71,12 @@ def adopt_onnx(
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown --layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
     source, out = Path(source), Path(out)
-    with OnnxRuntimeEngine(source, task=task, names=names) as original:
-        if layout == "yolox":
-            if original.meta.output_format != "yolov5":
-                raise ConfigError(
-                    f"--layout yolox needs one (B, anchors, 5 + nc) output; {source.name} has {[list(o.shape) for o in original.outputs]}"
-                )
-            original.meta = original.meta.replace(
-                output_format="yolox", color="BGR", mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, pad_align="top-left", pad_value=114
-            )
-        meta = original.meta.replace(
+    with OnnxRuntimeEngine(source, task=task, names=names, layout=layout) as original:
+        meta = with_input_size(original.meta, imgsz, model=source.name).replace(
             source_hash=file_sha256(source)[:16],
             edgecv_version=__version__,
-            extra={**original.meta.extra, "adopted_from": source.name},
         )
+        meta = meta.replace(extra={**meta.extra, "adopted_from": source.name})
         recognised = _LAYOUTS.get(meta.output_format, meta.output_format)
         if original.meta_source == "edgecv metadata":
             recognised = f"already edgecv ({meta.arch or meta.output_format})"
@@ -92,4 +95,5 @@ def adopt_onnx(
                 worst = max(worst, max(float(np.abs(ref[k] - got[k]).max()) for k in ref))
     if worst > 0:
         raise ExportError(f"the adopted model's outputs differ from the original's by {worst:.3g}", hint="report this model")
-    return AdoptReport(out, meta, f"{recognised}, {meta.num_classes} classes", worst)
+    classes = f"{meta.num_classes} classes" if meta.output_format != "seg_binary" else f"foreground {meta.names[1]!r}"
+    return AdoptReport(out, meta, f"{recognised}, {classes}", worst)

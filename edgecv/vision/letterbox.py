@@ -68,13 +68,16 @@ class LetterboxGeometry:
 
 
 def letterbox_geometry(
-    src_hw: tuple[int, int], size: tuple[int, int], *, stride: int | None = None, align: str = "center"
+    src_hw: tuple[int, int], size: tuple[int, int], *, stride: int | None = None, align: str = "center", rounding: str = "round"
 ) -> LetterboxGeometry:
     """The letterbox layout of a ``src_hw`` image in a ``size`` (h, w) input; see :func:`letterbox`."""
     src_h, src_w = src_hw
     dst_h, dst_w = size
     scale = min(dst_h / src_h, dst_w / src_w)
-    new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
+    if rounding == "floor":  # YOLOX's preproc: int(w * r), int(h * r)
+        new_w, new_h = max(1, int(src_w * scale)), max(1, int(src_h * scale))
+    else:
+        new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
     if stride:
         out_h = min(dst_h, -(-new_h // stride) * stride)
         out_w = min(dst_w, -(-new_w // stride) * stride)
@@ -94,6 +97,7 @@ def letterbox(
     pad_value: int = 114,
     stride: int | None = None,
     align: str = "center",
+    rounding: str = "round",
 ) -> tuple[np.ndarray, LetterboxTransform]:
     """Resize ``image`` to fit ``size`` (h, w) keeping its aspect ratio, then pad, centred.
 
@@ -105,10 +109,11 @@ def letterbox(
         image: (H, W, 3) uint8.
         size: target (height, width).
         align: "center" (Ultralytics, edgecv) or "top-left" (YOLOX: padding only right and bottom).
+        rounding: how the resized size is rounded: "round" (Ultralytics, edgecv) or "floor" (YOLOX).
     Returns:
         (h', w', 3) uint8 padded image and the transform that maps boxes back.
     """
-    g = letterbox_geometry(image.shape[:2], size, stride=stride, align=align)
+    g = letterbox_geometry(image.shape[:2], size, stride=stride, align=align, rounding=rounding)
     (new_h, new_w), (out_h, out_w) = g.new, g.out
     if (new_h, new_w) != g.src:
         # bilinear, as Ultralytics' LetterBox does (INTER_AREA costs ~5x more at 640x480 -> 256x192)
@@ -121,6 +126,11 @@ def letterbox(
     return resized, g.transform
 
 
+def pad_stride(meta: ModelMeta) -> int | None:
+    """The stride to pad to (minimal padding) for a dynamic model, or None to pad to the full input size."""
+    return meta.stride if meta.dynamic and not meta.square else None
+
+
 def preprocess(image: np.ndarray, meta: ModelMeta) -> tuple[np.ndarray, LetterboxTransform]:
     """BGR uint8 frame -> model input tensor, as the model's metadata prescribes.
 
@@ -130,7 +140,7 @@ def preprocess(image: np.ndarray, meta: ModelMeta) -> tuple[np.ndarray, Letterbo
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.shape} {image.dtype}")
     boxed, transform = letterbox(
-        image, meta.input_size, pad_value=meta.pad_value, stride=meta.stride if meta.dynamic else None, align=meta.pad_align
+        image, meta.input_size, pad_value=meta.pad_value, stride=pad_stride(meta), align=meta.pad_align, rounding=meta.resize_rounding
     )
     if meta.preprocess_in_graph:
         return boxed[None], transform

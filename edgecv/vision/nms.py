@@ -18,17 +18,22 @@ same arithmetic in the same precision:
   coordinates. Like torchvision's trick, boxes with coordinates below -1 can
   then meet boxes of another class; boxes with all coordinates >= -1 never do.
 
-Algorithm: blocked greedy NMS. The candidates are sorted once; the next
-``_BLOCK`` (64) survivors are resolved against each other with a 64 x 64 IoU
-matrix and a short Python loop, and the boxes kept from that block suppress
-all later survivors with one (kept x rest) IoU matrix, after which the
-survivors are compacted. Python work is O(N / 64) vectorised steps instead of
-one per kept box, and suppressed boxes leave the arrays early. Measured on a
-busy 2-core x86 machine (float32, class-agnostic): 200 / 1000 / 5000 candidates
-in 10 / 30 / 100 clusters (YOLO-like) take ~0.1 / ~0.6 / ~7 ms. The cost grows
-with kept x candidates: 5000 scattered boxes of which 3500 survive take
-~0.3 s, or ~50 ms with ``max_det=300`` (the loop stops once ``max_det`` boxes
-are kept, which cannot change which ones they are).
+Algorithm: greedy NMS in score order (the result is the greedy one exactly), by
+one of three routes chosen from the input, all computing each IoU as above:
+
+- up to 128 boxes, negative thresholds or non-finite boxes: dense blocks
+  (:func:`_greedy_blocked`): 64 survivors at a time against each other, then their
+  kept boxes against all later survivors;
+- few close pairs (<= 8 per box: many classes, scattered boxes): every pair that
+  can overlap enough is listed at once by an x-sorted sweep with an IoU-derived
+  window, kept if its exact IoU is above the threshold, and the pairs are resolved
+  block by block in score order (:func:`_greedy_sparse`);
+- otherwise (dense clusters): blocks of undecided boxes look up their partners
+  in a 2-D window around their top-left corner (:func:`_greedy_windows`), so a
+  suppressed box is never compared again and a kept box only with its neighbours.
+
+``max_det`` stops the loop once that many boxes are kept (it cannot change which
+ones they are). ``scripts/bench_nms.py`` measures all routes against torchvision.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ from __future__ import annotations
 import numpy as np
 
 _BLOCK = 64
+_UPPER = np.triu(np.ones((_BLOCK, _BLOCK), bool), 1)  # [i, j]: i < j
+# Below this many boxes the dense blocked loop is cheaper than building the pair graph.
+_SPARSE_MIN = 128
+# The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
+# measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
+# scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
+_SPARSE_MAX_PAIRS_PER_BOX = 8
+_SPARSE_BLOCK = 128
+_WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
 _TRICK_MAX_NUMEL = 4000
@@ -76,7 +90,7 @@ def nms(
         raise ValueError(f"scores must be ({n},) to match xyxy, got {scores.shape}")
     if class_ids is not None:
         class_ids = np.asarray(class_ids)
-        if class_ids.shape != (n,) or not np.issubdtype(class_ids.dtype, np.integer):
+        if class_ids.shape != (n,) or class_ids.dtype.kind not in "iu":
             raise ValueError(
                 f"class_ids must be ({n},) integers to match xyxy, got {class_ids.shape} {class_ids.dtype}"
             )
@@ -102,7 +116,48 @@ def nms(
     cls = None if per_class is None else per_class[order]
     thr = _threshold(iou_threshold, boxes.dtype)
     limit = n if max_det is None else min(max_det, n)
+    ranks = None
+    if n > _SPARSE_MIN and float(iou_threshold) >= 0 and np.isfinite(data).all():
+        ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
+        if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
+            ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
+    if ranks is None:
+        ranks = _greedy_blocked(data, cls, thr, limit)
+    return order[ranks[:limit]].astype(np.int64, copy=False)
 
+
+def _resolve_block(within: np.ndarray) -> np.ndarray:
+    """Greedy resolution of a small block: ``within`` (B, B) bool, [i, j] = i (earlier) suppresses j (i < j).
+
+    Returns the kept positions, ascending. Pairs come out of ``nonzero`` row by row, so when
+    pair (i, j) is read, every pair that could suppress i has been read: one pass suffices.
+    """
+    ii, jj = np.nonzero(within)
+    if not ii.size:
+        return np.arange(within.shape[0])
+    if ii.size > 24 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
+        dead = np.zeros(within.shape[0], bool)
+        local = []
+        for i in range(within.shape[0]):
+            if not dead[i]:
+                local.append(i)
+                dead |= within[i]
+        return np.asarray(local, np.intp)
+    dead = bytearray(within.shape[0])
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        if not dead[i]:
+            dead[j] = 1
+    return np.flatnonzero(np.frombuffer(bytes(dead), np.uint8) == 0)
+
+
+def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int) -> np.ndarray:
+    """Greedy NMS over columns already in score order; (K,) kept column indices, ascending.
+
+    Dense: each block of survivors is checked against all later survivors, so the
+    cost grows with kept x candidates. Used for small inputs, negative thresholds
+    and non-finite boxes (where the sparse pair search's geometry does not hold).
+    """
+    order = np.arange(data.shape[1])
     kept: list[np.ndarray] = []
     n_kept = 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -110,29 +165,222 @@ def nms(
             b = min(_BLOCK, order.size)
             block = data[:, :b]
             block_cls = None if cls is None else cls[:b]
-            within = np.triu(_suppresses(block, block, block_cls, block_cls, thr), 1)
-            if within.any():
-                dead = np.zeros(b, bool)
-                local = []
-                for i in range(b):
-                    if not dead[i]:
-                        local.append(i)
-                        dead |= within[i]
-                sel = np.asarray(local, np.intp)
-            else:
-                sel = np.arange(b)
+            within = _suppresses(block, block, block_cls, block_cls, thr)
+            within &= _UPPER[:b, :b]
+            sel = _resolve_block(within)
             kept.append(order[sel])
             n_kept += sel.size
             if n_kept >= limit or order.size == b:
                 break
             rest = data[:, b:]
             rest_cls = None if cls is None else cls[b:]
-            alive = ~_suppresses(block[:, sel], rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
-            data = rest[:, alive]
+            alive = ~_suppresses(np.take(block, sel, axis=1), rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
+            data = np.compress(alive, rest, axis=1)
             order = order[b:][alive]
             if cls is not None:
                 cls = rest_cls[alive]
-    return np.concatenate(kept)[:limit].astype(np.int64, copy=False)
+    return np.concatenate(kept)
+
+
+def _greedy_windows(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, state: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Greedy NMS over columns in score order, each box checked only against boxes that can reach it.
+
+    The next block of undecided boxes (64 at first; doubled while its boxes rarely meet,
+    halved in dense clusters, 16..512) looks up its partners among the later undecided
+    boxes with a 2-D range query; pairs inside the block are resolved in score order
+    (:func:`_resolve_pairs`) and the block's kept boxes then suppress their later partners. A box j with IoU(k, j) > t > 0 has its top-left corner within
+    ``(1 - t) / t`` box sizes before and ``1 - t`` after k's top-left corner in each axis
+    (its overlap with k exceeds t x each extent, and its extent is < 1/t x k's), bounds
+    loosened by 0.1 % so float rounding only adds candidates. Corners are bucketed in rows
+    (of the median box height) keyed ``(class, row, x)``, so each query is one
+    ``searchsorted`` range per row; candidates then get the exact IoU of :func:`_suppresses`.
+    ``state`` (0 undecided, 1 kept, 2 suppressed, per column) continues a partial resolution
+    in which every kept box's suppression is already applied. Returns None where the bounds
+    do not hold (``iou <= 0``).
+    """
+    if iou <= 0:
+        return None
+    n = data.shape[1]
+    x1, y1 = data[0].astype(np.float64), data[1].astype(np.float64)
+    w, h = data[2] - x1, data[3] - y1
+    back, fwd = (1 - iou) / iou * 1.001, 1 - iou * 0.999  # corner window, in box sizes
+    pos_w, pos_h = np.maximum(w, 0), np.maximum(h, 0)
+    g = float(np.median(pos_h)) or 1.0
+    y0 = float(y1.min())
+    n_rows = int((y1.max() - y0) // g) + 1
+    row = ((y1 - y0) // g).astype(np.int64)
+    band = np.zeros(n, np.int64) if cls is None else cls.astype(np.int64) * (n_rows + 1)
+    xmin, reach = float(x1.min()), float(pos_w.max()) * (back + 1) + 2.0
+    span = 2.0 ** np.ceil(np.log2(float(x1.max()) - xmin + 2 * reach + 2.0))
+    if (float(band.max()) + n_rows + 1) * span > 2.0**52:
+        return None
+    shift = reach - xmin
+    key = (band + row) * span + (x1 + shift)
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    # per box: its corner window (lo/hi in x, first/last row)
+    qx_lo = x1 - back * pos_w + shift
+    qx_hi = x1 + fwd * pos_w + shift
+    r_lo = np.clip(((y1 - back * pos_h - y0) // g).astype(np.int64), 0, n_rows - 1)
+    r_hi = np.clip(((y1 + fwd * pos_h - y0) // g).astype(np.int64), 0, n_rows - 1)
+
+    undecided = np.ones(n, bool) if state is None else state == 0
+    kept: list[np.ndarray] = [] if state is None else [np.flatnonzero(state == 1)]
+    n_kept, start = 0, 0
+    if state is not None:
+        limit = n  # kept boxes are spread over the ranks: no early exit
+    size = _WINDOW_BLOCK // 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while start < n:
+            block = np.flatnonzero(undecided[start:])[:size] + start
+            if not block.size:
+                break
+            last = int(block[-1])
+            # every block box's partners among the undecided boxes after it (block members included)
+            rows = r_hi[block] - r_lo[block] + 1
+            k_of = np.repeat(np.arange(block.size), rows)
+            r = r_lo[block][k_of] + (np.arange(k_of.size) - np.repeat(np.cumsum(rows) - rows, rows))
+            base = (band[block][k_of] + r) * span
+            lo = np.searchsorted(sorted_key, base + qx_lo[block][k_of], side="left")
+            hi = np.searchsorted(sorted_key, base + qx_hi[block][k_of], side="right")
+            counts = hi - lo
+            total = int(counts.sum())
+            pk = np.repeat(k_of, counts)  # block positions, ascending
+            pj = by_key[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
+            live = undecided[pj] & (pj > block[pk])
+            pk, pj = pk[live], pj[live]
+            pa, pb = np.take(data, block[pk], axis=1), np.take(data, pj, axis=1)
+            wh = np.minimum(pa[2:4], pb[2:4])
+            wh -= np.maximum(pa[:2], pb[:2])
+            np.maximum(wh, 0, out=wh)
+            inter = wh[0] * wh[1]
+            union = pa[4] + pb[4]
+            union -= inter
+            hit = np.divide(inter, union, out=inter) > thr
+            pk, pj = pk[hit], pj[hit]
+            inside = pj <= last
+            n_inside = int(np.count_nonzero(inside))
+            sel = _resolve_pairs(pk[inside], np.searchsorted(block, pj[inside]), np.zeros(block.size, bool))
+            # adapt the block: large where boxes rarely meet (fewer steps), small in dense clusters
+            if n_inside < block.size // 2:
+                size = min(2 * size, 4 * _WINDOW_BLOCK)
+            elif n_inside > 2 * block.size:
+                size = max(size // 2, _WINDOW_BLOCK // 8)
+            is_kept = np.zeros(block.size, bool)
+            is_kept[sel] = True
+            undecided[block] = False
+            undecided[pj[~inside & is_kept[pk]]] = False
+            start = last + 1
+            kept.append(block[sel])
+            n_kept += sel.size
+            if n_kept >= limit:
+                break
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.intp)
+
+
+def _greedy_sparse(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, max_pairs_per_box: float = 1e9
+) -> np.ndarray | None:
+    """Greedy NMS over columns in score order via the sparse graph of suppressing pairs; None if too dense.
+
+    1. Pair search: a pair can only have IoU > ``iou`` >= 0 if its boxes overlap in x by
+       more than ``iou`` x the width of each (the intersection is at most that overlap x the
+       height). Boxes sorted by (class, x1) give, per box, a contiguous run of partners
+       found with one ``searchsorted``; the bound is loosened by 0.1 % so float rounding
+       can only add candidates. The exact IoU of each candidate pair is then computed with
+       the same float arithmetic as :func:`_suppresses` (so the same pairs suppress).
+    2. Greedy resolution on that graph in score order, ``_SPARSE_BLOCK`` ranks at a time:
+       the pairs inside a block are read one by one in source order (a box's suppressors
+       are read before its own pairs), then the block's kept boxes suppress all their later
+       partners with one scatter. Sorting the pairs by source is a radix sort (int16 keys).
+    """
+    n = data.shape[1]
+    x1 = data[0].astype(np.float64)
+    x2 = data[2].astype(np.float64)
+    reach = x2 - (iou * (1 - 1e-3)) * (x2 - x1)  # a partner's x1 must be < this
+    if cls is None:
+        key, query = x1, reach
+    else:  # classes side by side on one axis, far enough apart never to meet
+        lo = min(x1.min(), reach.min())
+        span = 2.0 ** np.ceil(np.log2(max(x1.max(), reach.max()) - lo + 2.0))
+        base = cls.astype(np.float64) * span - lo
+        key, query = x1 + base, reach + base
+    by_x = np.argsort(key, kind="stable")
+    hi = np.searchsorted(key[by_x], query[by_x], side="right")
+    counts = np.maximum(hi - np.arange(1, n + 1), 0)
+    total = int(counts.sum())
+    if total > max_pairs_per_box * n:
+        return None
+    first = np.repeat(np.arange(n), counts)
+    second = first + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    a, b = by_x[first], by_x[second]
+    # the same bound in y, for either box of the pair: top edges closer than the window of _greedy_windows
+    y1 = data[1].astype(np.float64)
+    h = np.maximum(data[3] - y1, 0)
+    dy = y1[b] - y1[a]
+    ha = h[a]
+    near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha) if iou > 0 else np.ones(total, bool)
+    a, b = a[near], b[near]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
+        wh = np.minimum(pa[2:4], pb[2:4])
+        wh -= np.maximum(pa[:2], pb[:2])
+        np.maximum(wh, 0, out=wh)
+        inter = wh[0] * wh[1]
+        union = pa[4] + pb[4]
+        union -= inter
+        hit = np.divide(inter, union, out=inter) > thr
+    a, b = a[hit], b[hit]
+    src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
+
+    # resolve in score order, _SPARSE_BLOCK ranks at a time: pairs inside a block one by one
+    # (_resolve_block), then the block's kept boxes suppress their later partners at once
+    key_dtype = np.int16 if n <= np.iinfo(np.int16).max else np.int32  # numpy's stable sort is a radix sort for int16
+    by_src = np.argsort(src.astype(key_dtype), kind="stable")
+    src, dst = src[by_src], dst[by_src]
+    starts = np.searchsorted(src, np.arange(0, n + _SPARSE_BLOCK, _SPARSE_BLOCK).clip(max=n))
+    dead = np.zeros(n, bool)
+    kept: list[np.ndarray] = []
+    n_kept = 0
+    for blk, s0 in enumerate(range(0, n, _SPARSE_BLOCK)):
+        s1 = min(s0 + _SPARSE_BLOCK, n)
+        e0, e1 = starts[blk], starts[blk + 1]
+        bsrc, bdst = src[e0:e1], dst[e0:e1]
+        inside = bdst < s1
+        sel = _resolve_pairs(bsrc[inside] - s0, bdst[inside] - s0, dead[s0:s1])
+        kept.append(sel + s0)
+        n_kept += sel.size
+        if n_kept >= limit:
+            break
+        if bsrc.size:
+            is_kept = np.zeros(s1 - s0, bool)
+            is_kept[sel] = True
+            dead[bdst[~inside & is_kept[bsrc - s0]]] = True
+    return np.concatenate(kept)
+
+
+def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """Greedy resolution of one block: suppression pairs ``src < dst`` (block positions, sorted by src),
+    ``dead`` the positions already suppressed from outside. Returns the kept positions, ascending."""
+    if not src.size:
+        return np.flatnonzero(~dead)
+    if src.size > 24 * dead.size:  # dense: one vectorised row per kept box is cheaper than a Python step per pair
+        within = np.zeros((dead.size, dead.size), bool)
+        within[src, dst] = True
+        gone = dead.copy()
+        local = []
+        for i in range(dead.size):
+            if not gone[i]:
+                local.append(i)
+                gone |= within[i]
+        return np.asarray(local, np.intp)
+    flags = bytearray(dead.astype(np.uint8).tobytes())
+    for i, j in zip(src.tolist(), dst.tolist()):  # every pair that could suppress i was read before it
+        if not flags[i]:
+            flags[j] = 1
+    return np.flatnonzero(np.frombuffer(bytes(flags), np.uint8) == 0)
 
 
 def _threshold(iou_threshold: float, dtype: np.dtype) -> np.generic:

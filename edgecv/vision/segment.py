@@ -133,3 +133,81 @@ def _axis_map(
     frac = (pos - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, n_src - 1)
     return i0, i1, frac, scale, offset
+
+
+def binary_postprocess(
+    output: np.ndarray, transform: LetterboxTransform, *, kind: str = "prob", threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """A one-channel map (probability or logit) -> (background 0 / foreground 1) class map and foreground probability.
+
+    Args:
+        output: (1, 1, h, w) or (1, h, w) float map at the model input or a fixed fraction of it.
+        transform: the letterbox transform the input was made with.
+        kind: "prob" (values are probabilities, e.g. after a Sigmoid) or "logit".
+        threshold: foreground where the probability is > this, in (0, 1).
+
+    Returns:
+        class_map: (H, W) int32, 1 = foreground; prob: (H, W) float32 foreground probability,
+        both at the original image size (bilinear, like :func:`segment_postprocess`).
+
+    Raises:
+        ValueError: bad shape, ``kind`` or ``threshold``.
+    """
+    arr = np.asarray(output, dtype=np.float32)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"a one-channel map must be (1, 1, h, w), got {np.shape(output)}")
+    if kind not in ("prob", "logit"):
+        raise ValueError(f"kind must be 'prob' or 'logit', got {kind!r}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if kind == "prob":
+        prob = arr
+        shifted = arr - np.float32(threshold)
+    else:
+        with np.errstate(over="ignore"):
+            prob = (1 / (1 + np.exp(-arr))).astype(np.float32)
+        shifted = arr - np.float32(np.log(threshold / (1 - threshold)))
+    # one channel l: segment_postprocess picks class 1 where the interpolated l is > 0
+    class_map, _ = segment_postprocess(shifted[None], transform)
+    # the content window (model-input pixels) in map pixels: the map may be a fraction of the input
+    y0, y1, x0, x1 = transform.content_window()
+    in_h, in_w = transform.dst_size
+    h, w = prob.shape
+    r0, c0 = y0 * h // in_h, x0 * w // in_w
+    r1, c1 = max(r0 + 1, -(-y1 * h // in_h)), max(c0 + 1, -(-x1 * w // in_w))
+    crop = prob[r0:r1, c0:c1]
+    out_h, out_w = transform.src_size
+    fg = cv2.resize(np.ascontiguousarray(crop), (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return class_map, fg
+
+
+def mask_regions(class_map: np.ndarray, prob: np.ndarray, *, min_area: int = 1, masks: bool = True) -> tuple[np.ndarray, ...]:
+    """Connected foreground regions (8-connected) of a binary class map, as boxes.
+
+    Args:
+        class_map: (H, W) int, foreground where == 1.
+        prob: (H, W) float32 foreground probability.
+        min_area: smaller regions (pixels) are dropped.
+        masks: also return each region's (H, W) bool mask.
+
+    Returns:
+        xyxy (N, 4) float32 pixel boxes (x2, y2 exclusive), scores (N,) float32 mean
+        probability inside each region, and with ``masks`` an (N, H, W) bool array;
+        by descending score.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((class_map == 1).astype(np.uint8), connectivity=8)
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    if not keep:
+        empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+        return (*empty, np.zeros((0, *class_map.shape), bool)) if masks else empty
+    idx = np.asarray(keep)
+    x, y = stats[idx, cv2.CC_STAT_LEFT], stats[idx, cv2.CC_STAT_TOP]
+    xyxy = np.stack([x, y, x + stats[idx, cv2.CC_STAT_WIDTH], y + stats[idx, cv2.CC_STAT_HEIGHT]], 1).astype(np.float32)
+    sums = np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=count)
+    scores = (sums[idx] / stats[idx, cv2.CC_STAT_AREA]).astype(np.float32)
+    order = np.argsort(-scores, kind="stable")
+    if not masks:
+        return xyxy[order], scores[order]
+    return xyxy[order], scores[order], labels[None] == idx[order][:, None, None]

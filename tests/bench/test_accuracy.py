@@ -81,7 +81,7 @@ def _xywh(box: np.ndarray) -> list[float]:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-def _pycocotools_stats(case: dict) -> tuple[np.ndarray, np.ndarray]:
+def _pycocotools_stats(case: dict, max_dets: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """COCOeval bbox: (stats, per-class AP@0.5:0.95 and AP@0.5)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -113,19 +113,25 @@ def _pycocotools_stats(case: dict) -> tuple[np.ndarray, np.ndarray]:
         coco.dataset = gt_json
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(results), "bbox")
+        ev.params.maxDets = [1, min(10, max_dets), max_dets]  # evaluate() sorts them; evaluateImg() cuts at the last
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    prec = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K), area all, maxDets 100
+    prec = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K), area all, maxDets[-1]
+    stats = ev.stats
+    if max_dets != 100:  # summarize() looks maxDets up by value: read the arrays directly instead
+        rec = ev.eval["recall"][:, :, 0, -1]
+        stats = ev.stats.copy()
+        stats[0], stats[1], stats[8] = (float(np.mean(a[a > -1])) for a in (prec, prec[0], rec))
 
     def per_class(p: np.ndarray) -> np.ndarray:
         return np.array([np.mean(p[..., c][p[..., c] > -1]) if (p[..., c] > -1).any() else -1 for c in range(k)])
 
-    return ev.stats, np.stack([per_class(prec), per_class(prec[0])])
+    return stats, np.stack([per_class(prec), per_class(prec[0])])
 
 
-def _ours(case: dict):
-    ev = DetectionEvaluator(case["num_classes"])
+def _ours(case: dict, max_dets: int = 100):
+    ev = DetectionEvaluator(case["num_classes"], max_dets=max_dets)
     for im in reversed(case["images"]):  # insertion order must not matter
         ev.add(im["id"], im["gt"], im["gt_cls"], im["dt"], gt_iscrowd=im["crowd"])
     return ev.compute()
@@ -148,6 +154,26 @@ def test_map_matches_pycocotools(seed: int) -> None:
     np.testing.assert_allclose(m.per_class_ap50, per_class[1], atol=1e-4)
     assert m.per_class_ap[-1] == -1  # the class without GT
     assert 0 < m.map < 1
+
+
+@pytest.mark.parametrize("max_dets", [1, 5, 20, 300, 1000])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_map_matches_pycocotools_at_other_max_dets(seed: int, max_dets: int) -> None:
+    pytest.importorskip("pycocotools")
+    case = _random_case(seed)
+    stats, per_class = _pycocotools_stats(case, max_dets)
+    m = _ours(case, max_dets)
+    assert m.max_dets == max_dets and m.to_dict()["max_det"] == max_dets
+    assert m.map == pytest.approx(stats[0], abs=1e-4)
+    assert m.map50 == pytest.approx(stats[1], abs=1e-4)
+    assert m.mar100 == pytest.approx(stats[8], abs=1e-4)
+    np.testing.assert_allclose(m.per_class_ap, per_class[0], atol=1e-4)
+
+
+def test_max_dets_changes_the_score_of_a_dense_image() -> None:
+    """Image 3 has > 100 detections of one class: the cut decides which are scored."""
+    case = _random_case(0)
+    assert _ours(case, 5).num_detections < _ours(case, 100).num_detections < _ours(case, 1000).num_detections
 
 
 def test_iou_thresholds_match_cocoeval() -> None:

@@ -53,7 +53,7 @@ def test_with_ultralytics_the_export_is_adopted(tmp_path: Path, monkeypatch: pyt
     pytest.importorskip("onnx")
     package = tmp_path / "site" / "ultralytics"
     package.mkdir(parents=True)
-    raw = yolo_raw([(16.0, 16.0, 8.0, 8.0)], [[0.9, 0.05]], anchors=20)
+    raw = yolo_raw([(16.0, 16.0, 8.0, 8.0)], [[0.9, 0.05]], anchors=21)
     onnx_path = constant_yolo(tmp_path / "made.onnx", raw, props={"names": "{0: 'person', 1: 'bicycle'}", "stride": "32"})
     (package / "__init__.py").write_text(textwrap.dedent(f"""
         calls = []

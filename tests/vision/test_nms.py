@@ -186,3 +186,86 @@ def test_same_kept_set_as_torchvision_batched_nms() -> None:
             assert sorted(got.tolist()) == sorted(want.tolist())
             want = ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr)
             assert nms(boxes, scores, None, thr).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_graph_path_matches_the_dense_loop(seed: int) -> None:
+    """Inputs big enough for the sparse pair-graph path give what the dense blocked loop gives."""
+    from edgecv.vision import nms as mod
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    xy = rng.uniform(0, 2000, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 90, (n, 2))], axis=1).astype(np.float32)
+    scores = rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 7, n)
+    for cls in (None, classes):
+        for thr in (0.0, 0.3, 0.45, 0.8):
+            order = np.argsort(-scores.astype(np.float64), kind="stable")
+            data = np.empty((5, n), np.float32)
+            data[:4] = boxes[order].T
+            data[4] = (data[2] - data[0]) * (data[3] - data[1])
+            c = None if cls is None else cls[order]
+            t = mod._threshold(thr, np.dtype(np.float32))
+            dense = mod._greedy_blocked(data, c, t, n).tolist()
+            sparse = mod._greedy_sparse(data, c, t, thr, n)
+            assert sparse is not None and sparse.tolist() == dense
+            if thr > 0:
+                assert mod._greedy_windows(data, c, t, thr, n).tolist() == dense
+
+
+def test_long_suppression_chain_is_resolved_exactly() -> None:
+    """A chain where each box suppresses only the next needs more rounds than the vectorised limit."""
+    n = 400
+    x = np.arange(n, dtype=np.float32) * 4  # 10-wide boxes shifted by 4: IoU 6/14 = 0.43 with the next
+    boxes = np.stack([x, np.zeros(n, np.float32), x + 10, np.full(n, 10, np.float32)], 1)
+    scores = np.linspace(1, 0.1, n).astype(np.float32)
+    assert nms(boxes, scores, None, 0.4).tolist() == ref_nms_exact(boxes, scores, None, 0.4)
+    assert nms(boxes, scores, None, 0.4).tolist() == list(range(0, n, 2))
+
+
+def test_same_kept_set_as_torchvision_on_yolo_like_candidates() -> None:
+    """The benchmark's grid (scripts/bench_nms.py): 100 / 1,000 / 8,400 candidates x 1 / 80 classes."""
+    ops = pytest.importorskip("torchvision.ops")
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from bench_nms import scene
+
+    for kind in ("yolo", "scattered"):
+        for n in (100, 1000, 8400):
+            for nc in (1, 80):
+                boxes, scores, cls = scene(kind, n, nc, seed=n + nc + 1)
+                want = ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(cls), 0.45)
+                assert nms(boxes, scores, cls, 0.45).tolist() == want.tolist(), (kind, n, nc)
+
+
+@pytest.mark.parametrize("n_classes", [1, 3, 80])
+def test_every_route_gives_the_dense_result_on_clustered_candidates(n_classes: int) -> None:
+    """YOLO-like clouds of boxes (the windowed route, its adaptive blocks and dense fallback) and max_det."""
+    import sys
+    from pathlib import Path
+
+    from edgecv.vision import nms as mod
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from bench_nms import scene
+
+    for n in (300, 2500):
+        boxes, scores, cls = scene("yolo", n, n_classes, seed=n + n_classes)
+        scores[::5] = scores[3]  # ties too
+        for c in (None, cls):
+            got = nms(boxes, scores, c, 0.45)
+            per_class = c is not None and boxes.size > 4000
+            b = boxes if c is None or per_class else boxes + (c.astype(np.float32) * (boxes.max() + 1))[:, None]
+            order = np.argsort(-scores.astype(np.float64), kind="stable")
+            data = np.empty((5, n), np.float32)
+            data[:4] = b[order].T
+            data[4] = (data[2] - data[0]) * (data[3] - data[1])
+            t = mod._threshold(0.45, np.dtype(np.float32))
+            want = order[mod._greedy_blocked(data, c[order] if per_class else None, t, n)]
+            assert got.tolist() == want.tolist()
+            assert nms(boxes, scores, c, 0.45, max_det=17).tolist() == want[:17].tolist()
