@@ -13,7 +13,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import default_model, int_list, names_arg
-from edgecv.errors import EXIT_INTERRUPTED, ConfigError
+from edgecv.errors import EXIT_INTERRUPTED, ConfigError, SourceError
 from edgecv.log import console, out
 
 log = logging.getLogger("edgecv.cli")
@@ -40,6 +40,7 @@ def run(
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay the network as one CUDA graph (static shapes).", rich_help_panel="Model")] = False,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a video file ends before the frames it declares (truncated or corrupt).", rich_help_panel="Input")] = False,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
 
@@ -56,8 +57,7 @@ def run(
         raise ConfigError("--source and --camera are exclusive", hint="pass one of them")
     if max_frames is not None and max_frames <= 0:
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
-    if stats_json and not stats_json.parent.is_dir():
-        raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
+    _check_outputs(save, jsonl, stats_json)  # before any work: a bad output path must not cost a run
     path = default_model(model)
     options: dict[str, Any] = {"threads": threads}
     if cuda_graph:
@@ -75,6 +75,7 @@ def run(
             spec = assets.demo_video()
             log.info("no --source: using the demo video %s", spec)
         src = open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout)
+        # outputs open only now, with the model and the source open: a run that cannot start keeps old outputs
         if save:
             sinks.append(VideoSink(save, fps=src.fps or 30.0, size=src.size))
         if jsonl:
@@ -97,6 +98,29 @@ def run(
         atomic_write_bytes(stats_json, json.dumps(summary.to_dict(), indent=2).encode())
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.ended_early and strict:
+        raise SourceError(summary.ended_early, hint="check the file with `ffprobe FILE`; without --strict the frames read are kept")
+
+
+def _check_outputs(save: Path | None, jsonl: Path | None, stats_json: Path | None) -> None:
+    """Every output can be written (folder exists, writable, not full), before the model is loaded."""
+    from edgecv.artifact import check_writable
+    from edgecv.stream.sinks import VIDEO_CODECS
+
+    if save is not None:
+        if save.suffix.lower() not in VIDEO_CODECS:
+            raise ConfigError(
+                f"cannot write video {save}: unknown suffix {save.suffix or '(none)'}",
+                hint="use " + ", ".join(f"{s} ({c})" for s, c in VIDEO_CODECS.items()),
+            )
+        check_writable(save, "video")
+    if jsonl is not None:
+        check_writable(jsonl, "JSONL")
+    if stats_json is not None:
+        check_writable(stats_json, "--stats-json")
+    paths = [p.resolve() for p in (save, jsonl, stats_json) if p is not None]
+    if len(set(paths)) != len(paths):
+        raise ConfigError("--save, --jsonl and --stats-json must be different files", hint="give each output its own name")
 
 
 def _status_printer() -> Callable[[Any], None] | None:
@@ -129,5 +153,7 @@ def _print_summary(summary: Any, model: Any) -> None:
     extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
     if extras:
         out.print("  " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
+    if summary.ended_early:
+        out.print(f"  ended early: {summary.frames} of {summary.expected_frames} declared frames (truncated or corrupt file)", highlight=False)
 
 
