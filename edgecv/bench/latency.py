@@ -150,14 +150,15 @@ def _open(
             options["cuda_graph"] = True
         model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **options)
     except EdgecvError as exc:
-        record.status, record.error = "error", exc.message
+        record.status, record.error, record.hint = "error", exc.message, exc.hint
         return record, None
     record.backend, record.task, record.precision = model.engine.backend, model.task, model.meta.precision
     batch_dim = model.engine.inputs[0].shape[0]
     if batch_dim not in (-1, batch):
         model.close()
         record.status = "error"
-        record.error = f"input batch is fixed at {batch_dim}; export with a dynamic batch to bench batch {batch}"
+        record.error = f"input batch is fixed at {batch_dim}, cannot bench batch {batch}"
+        record.hint = "export with a dynamic batch (edgecv export --dynamic-batch 1:4:16), or bench --batch 1"
         return record, None
     if batch > 1 or not cfg.gpu_preprocess:
         model.gpu_preprocess = False  # batch > 1: frames are batched on the host
@@ -209,6 +210,7 @@ def _run_guarded(entry: _Entry, count: int, record: bool, active: list[_Entry]) 
         log.debug("bench of %s failed", entry.record.model, exc_info=True)
         entry.record.status = "error"
         entry.record.error = exc.message if isinstance(exc, EdgecvError) else f"{type(exc).__name__}: {exc}"
+        entry.record.hint = exc.hint if isinstance(exc, EdgecvError) else "run with -v for the full trace; report it if it is not your model"
         active.remove(entry)
 
 

@@ -33,9 +33,12 @@ def evaluate(
     Example: edgecv eval models/shapes-det.onnx --data data/shapes-val
     """
     import edgecv
-    from edgecv.artifact import atomic_write_bytes
+    from edgecv.artifact import atomic_write_bytes, check_writable
     from edgecv.bench.accuracy import evaluate as run_eval
     from edgecv.data.datasets import open_dataset
+
+    if json_out:
+        check_writable(json_out, "--json")
 
     dataset = open_dataset(data)
     loaded = edgecv.load(model, conf=conf, iou=iou, threads=threads)
@@ -94,11 +97,13 @@ def bench(
     from edgecv._optional import require
     from edgecv.bench.environment import collect_environment, format_environment
     from edgecv.bench.latency import BenchConfig, add_accuracy, benchmark, frames_from, synthetic_frames
-    from edgecv.bench.report import render_loop_table, render_table, summary_lines, write_csv, write_json, write_plot
+    from edgecv.bench.report import error_lines, render_loop_table, render_table, summary_lines, write_csv, write_json, write_plot
+
+    from edgecv.artifact import check_writable
 
     for path in (json_out, csv_out, plot):
-        if path is not None and not path.parent.is_dir():
-            raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist", hint=f"mkdir -p {path.parent}")
+        if path is not None:
+            check_writable(path)
     if plot is not None:
         require("matplotlib", extra="plot")
     if loop and (source is None or not Path(source).is_file()):
@@ -123,6 +128,8 @@ def bench(
     for line in format_environment(environment):
         out.print(line, highlight=False)
     out.print(render_table(report))
+    for line in error_lines(report):  # unwrapped: a log keeps the whole message and its fix
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     loop_table = render_loop_table(report)
     if loop_table is not None:
         out.print(loop_table)
