@@ -118,7 +118,8 @@ def error_lines(report: BenchReport) -> list[str]:
     for r in report.results:
         if r.ok:
             continue
-        lines.append(f"error: {r.model} (batch {r.batch}): {re.sub(r'\s+', ' ', r.error or 'unknown error').strip()}")
+        message = re.sub(r"\s+", " ", r.error or "unknown error").strip()
+        lines.append(f"error: {r.model} (batch {r.batch}): {message}")
         if r.hint:
             lines.append(f"  fix: {r.hint}")
     return lines

@@ -95,11 +95,18 @@ def bench(
     Example: edgecv bench model.onnx model.fp16.onnx model.int8.onnx --data data/val --json bench.json
     """
     from edgecv._optional import require
+    from edgecv.artifact import check_writable
     from edgecv.bench.environment import collect_environment, format_environment
     from edgecv.bench.latency import BenchConfig, add_accuracy, benchmark, frames_from, synthetic_frames
-    from edgecv.bench.report import error_lines, render_loop_table, render_table, summary_lines, write_csv, write_json, write_plot
-
-    from edgecv.artifact import check_writable
+    from edgecv.bench.report import (
+        error_lines,
+        render_loop_table,
+        render_table,
+        summary_lines,
+        write_csv,
+        write_json,
+        write_plot,
+    )
 
     for path in (json_out, csv_out, plot):
         if path is not None:
