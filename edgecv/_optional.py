@@ -26,7 +26,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
 }
 # What to do on a Jetson instead of pip (JetPack ships these; PyPI's builds break CUDA / GStreamer there)
 _JETSON: dict[str, str] = {
-    "cv2": "use JetPack's OpenCV: sudo apt install python3-opencv (do not pip-install opencv-python over it)",
+    "cv2": "JetPack's OpenCV, sudo apt install python3-opencv (do not pip-install opencv-python over it)",
     "tensorrt": "sudo apt install python3-libnvinfer",
     "torch": "NVIDIA's torch wheel for your JetPack",
 }
@@ -42,7 +42,7 @@ def missing_dependency(module: str, exc: ImportError | None = None, *, extra: st
         hint += " (on a CPU-only PC `pip install torch --index-url https://download.pytorch.org/whl/cpu` first)"
     jetson = jetson or _JETSON.get(top)
     if jetson:
-        hint += f"; on Jetson: {jetson}"
+        hint = f"on a PC: {hint}; on Jetson: {jetson}"
     reason = f" ({exc})" if exc is not None and str(exc) else ""
     return MissingDependencyError(f"{module} is not importable{reason}", hint=hint)
 

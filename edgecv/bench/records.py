@@ -48,6 +48,7 @@ class ModelBench:
     speedup: float | None = None  # p50 e2e of the reference row / this row's (same batch size)
     accuracy: dict[str, Any] | None = None  # {"metric": "map" | "miou", "value": float, ...all metrics}
     accuracy_delta: float | None = None  # (this - reference) in points (x100)
+    exit_code: int = 0  # of the error (edgecv.errors.EXIT_CODES): the CLI exits with it when no row is ok
 
     @property
     def ok(self) -> bool:

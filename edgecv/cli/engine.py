@@ -12,7 +12,7 @@ import typer
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import batch_range
 from edgecv.cli.quant import print_calibration
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
@@ -45,6 +45,8 @@ def build_engine_cmd(
     from edgecv.engine.builder import BuildOptions, build_engine
     from edgecv.log import stage_progress
 
+    if not model.is_file():
+        raise ArtifactError(f"{model} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("best", best)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"pick one precision, got --{' --'.join(chosen)}")

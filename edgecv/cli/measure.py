@@ -148,7 +148,8 @@ def bench(
         write_csv(report, csv_out)
     if plot:
         write_plot(report, plot)
-    if not any(r.ok for r in report.results):
-        raise typer.Exit(1)
+    if not any(r.ok for r in report.results):  # every row failed: exit like the failure (4 for missing models)
+        codes = {r.exit_code or 1 for r in report.results}
+        raise typer.Exit(codes.pop() if len(codes) == 1 else 1)
 
 

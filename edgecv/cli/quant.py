@@ -10,7 +10,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import int_list, names_arg
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
@@ -56,7 +56,7 @@ def calibrate(
         parts = int_list(imgsz, "--imgsz") or []
         size = (parts[0], parts[-1])
     if not model.is_file():
-        raise ConfigError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
+        raise ArtifactError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
     meta = calibration_meta(model, task=task, names=names_arg(names), imgsz=size)
     options = CalibrateOptions(
         num=num, method=method, percentile=percentile, target=target, max_drop=max_drop,
