@@ -232,11 +232,11 @@ class VideoSink(_SinkBase):
         self.failure = why
         try:
             self.close()
-            kept = f"the {frames} frames before it are saved in {self.path}"
+            kept = f"all {frames} frames are saved in {self.path}"
         except SinkError as exc:
             kept = exc.message
         raise SinkError(
-            f"stopped recording {self.path} at frame {frames}: {why}; {kept}",
+            f"stopped recording {self.path} after {frames} frames: {why}; {kept}",
             hint="free disk space (or record to another disk) and run again",
         )
 

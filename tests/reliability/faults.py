@@ -124,8 +124,8 @@ def decodable_frames(path: Path) -> int:
 
 
 def claimed_frames(out: str) -> int | None:
-    """Frames the error says were saved (``the N frames before it are saved``)."""
-    match = re.search(r"the (\d+) frames before it are saved", out)
+    """Frames the error says were saved (``all N frames are saved``)."""
+    match = re.search(r"all (\d+) frames are saved", out)
     return int(match.group(1)) if match else None
 
 
