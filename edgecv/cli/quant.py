@@ -10,7 +10,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import int_list, names_arg
-from edgecv.errors import ArtifactError, ConfigError
+from edgecv.errors import ArtifactError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
