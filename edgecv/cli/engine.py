@@ -47,6 +47,10 @@ def build_engine_cmd(
 
     if not model.is_file():
         raise ArtifactError(f"{model} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
+    if output is not None:
+        from edgecv.artifact import check_writable
+
+        check_writable(output, "engine")  # before any work (calibration, the build)
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("best", best)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"pick one precision, got --{' --'.join(chosen)}")
@@ -68,7 +72,11 @@ def build_engine_cmd(
         timing_cache=timing_cache, sparsity=sparsity, builder_level=builder_level, version_compatible=version_compatible,
         hardware_compat=hardware_compat, calib_cache=calib_cache, batch=batch_range(batch) if batch else None,
     )  # fmt: skip
-    dest = output or model.with_suffix(".engine")
+    from edgecv.artifact import check_writable
+
+    dest = check_writable(output or model.with_suffix(".engine"), "engine")
+    if timing_cache is not None:
+        check_writable(timing_cache, "--timing-cache")
     with stage_progress(state["quiet"]) as stages:
         bars: dict[str, Callable[[int, int], None]] = {}
 

@@ -57,6 +57,10 @@ def calibrate(
         size = (parts[0], parts[-1])
     if not model.is_file():
         raise ArtifactError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
+    if output is not None:
+        from edgecv.artifact import check_writable
+
+        check_writable(output, "INT8 model")
     meta = calibration_meta(model, task=task, names=names_arg(names), imgsz=size)
     options = CalibrateOptions(
         num=num, method=method, percentile=percentile, target=target, max_drop=max_drop,

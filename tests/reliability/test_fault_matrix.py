@@ -184,6 +184,19 @@ def _check_reconnected(world: Path, outcome: Outcome) -> None:
     assert len(jsonl_lines(world / "live.jsonl")) == 60
 
 
+def _sigterm_after(seconds: float) -> Runner:
+    def runner(world: Path, case: Case) -> Outcome:
+        proc = start_cli(case.argv, cwd=world)
+        time.sleep(seconds)
+        return interrupt(proc, signal.SIGTERM)
+
+    return runner
+
+
+def _check_no_ffmpeg_noise(world: Path, outcome: Outcome) -> None:
+    assert " @ 0x" not in outcome.out and "[ WARN" not in outcome.out, outcome.out  # FFmpeg's / OpenCV's own log lines
+
+
 def _check_failed_export_kept(world: Path, outcome: Outcome) -> None:
     assert (world / "good.failed.onnx").exists()  # the rejected file, for inspection, under a clear name
     assert "good.failed.onnx" in outcome.out
@@ -213,7 +226,7 @@ CASES = [
     # -- sources
     Case("video-unopenable", ["run", "-s", "garbage.mp4", *GOOD_OUTPUTS], 1, "garbage.mp4"),
     Case("video-missing", ["run", "-s", "nope.mp4", *GOOD_OUTPUTS], 1, "not found"),
-    Case("video-truncated", ["run", "-s", "cut.avi", "--jsonl", "cut.jsonl"], 0, "ended after", changed=["cut.jsonl"]),
+    Case("video-truncated", ["run", "-s", "cut.avi", "--jsonl", "cut.jsonl"], 0, "ended after", changed=["cut.jsonl"], check=_check_no_ffmpeg_noise),
     Case("video-truncated-strict", ["run", "-s", "cut.avi", "--strict", "--jsonl", "cut.jsonl"], 1, "of 60 frames", changed=["cut.jsonl"]),
     Case("camera-absent", ["run", "--camera", "7", *GOOD_OUTPUTS], 1, "camera 7"),
     Case(
@@ -263,6 +276,10 @@ CASES = [
     Case(
         "sigkill-then-next-run-cleans", ["run", "-s", "long.avi", "--realtime", "--save", "rec.avi", "--jsonl", "rec.jsonl"], 0,
         changed=["rec.avi", "rec.jsonl"], runner=_sigkill_then_rerun, check=_check_rerun_cleaned,
+    ),  # fmt: skip
+    Case(
+        "sigterm-any-command", ["bench", "good.onnx", "-n", "1000000", "--json", "good.json"], 130, "interrupted",
+        runner=_sigterm_after(6.0),
     ),  # fmt: skip
     # -- a failed export never replaces a good model
     Case(
