@@ -53,8 +53,11 @@ STALL_FRAMES = 600
 
 
 def free_bytes(folder: Path) -> int:
-    """Bytes an unprivileged writer may still use in ``folder``'s file system."""
-    st = os.statvfs(folder)
+    """Bytes an unprivileged writer may still use in ``folder``'s file system (a huge number when it cannot tell)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:  # a file system without statvfs: the growth check and the final check still apply
+        return 1 << 62
     return st.f_bavail * st.f_frsize
 
 
