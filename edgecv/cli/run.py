@@ -103,7 +103,7 @@ def run(
 
 
 def _check_outputs(save: Path | None, jsonl: Path | None, stats_json: Path | None) -> None:
-    """Every output can be written (folder exists, writable, not full), before the model is loaded."""
+    """Every output can be written (folder exists and takes a new file; distinct names), before the model is loaded."""
     from edgecv.artifact import check_writable
     from edgecv.stream.sinks import VIDEO_CODECS
 
