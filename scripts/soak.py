@@ -52,6 +52,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-growth-mb", type=float, default=20.0)
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
+    parser.add_argument("--no-video", action="store_true", help="leave out the video sink (to tell its memory from the loop's)")
     args = parser.parse_args()
     model_path = args.model or assets.shipped("shapes-det")
     source_path = args.source or assets.demo_video()
@@ -70,23 +71,23 @@ def main() -> int:
     samples.append((0, rss_mb(), 0.0))
     with edgecv.load(model_path, threads=args.threads) as model:
         source = open_source(source_path, loop=True)
-        sinks = [
-            VideoSink(out / "soak.mp4", source.fps, source.size),
-            JsonlSink(out / "soak.jsonl"),
-            CallbackSink(on_frame),
-        ]
+        sinks = [JsonlSink(out / "soak.jsonl"), CallbackSink(on_frame)]
+        if not args.no_video:
+            sinks.insert(0, VideoSink(out / "soak.mp4", source.fps, source.size))
         summary = run_pipeline(
             model, source, sinks, max_frames=args.frames,
             status=lambda s: samples.append((s.frames, rss_mb(), time.perf_counter() - t0)), status_interval_s=0.25,
         )  # fmt: skip
     samples.append((summary.frames, rss_mb(), time.perf_counter() - t0))
 
-    cap = cv2.VideoCapture(str(out / "soak.mp4"))
-    video_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
+    video_frames = summary.frames
+    if not args.no_video:
+        cap = cv2.VideoCapture(str(out / "soak.mp4"))
+        video_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
     with open(out / "soak.jsonl") as f:
         jsonl_lines = sum(1 for _ in f)
-    video_mb = (out / "soak.mp4").stat().st_size / 1e6
+    video_mb = 0.0 if args.no_video else (out / "soak.mp4").stat().st_size / 1e6
 
     after = [(n, r) for n, r, _ in samples if n >= args.warmup]
     base = after[0][1] if after else samples[0][1]
@@ -122,7 +123,7 @@ def main() -> int:
     if tmp is not None:
         tmp.cleanup()
     print(f"soak: {summary.frames} frames of {source_path.name} through {model_path.name} at {summary.fps:.1f} FPS "
-          f"with video + JSONL + callback sinks ({len(samples)} RSS samples)")  # fmt: skip
+          f"with {'' if args.no_video else 'video + '}JSONL + callback sinks ({len(samples)} RSS samples)")  # fmt: skip
     print(f"RSS: start {figures['rss_start_mb']} MB, after {args.warmup} warm-up frames {figures['rss_after_warmup_mb']} MB, "
           f"end {figures['rss_end_mb']} MB, peak {figures['rss_peak_mb']} MB")  # fmt: skip
     print(f"growth after warm-up: {figures['growth_after_warmup_mb']:+.2f} MB "
