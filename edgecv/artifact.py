@@ -14,10 +14,12 @@ logits match the input size.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgecv import __version__
-from edgecv.errors import ArtifactError, ConfigError
+from edgecv.errors import ArtifactError, ConfigError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -476,18 +478,111 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+    """Write ``data`` to a temp file beside ``path``, fsync it and rename it into place."""
     path = Path(path)
     with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            f.write(data)
     return path
 
 
+# Temp files are ``.NAME.edgecv-tmp-PID-RANDOM.SUFFIX`` beside their target: hidden, recognisable, and
+# removable by the next edgecv writing into the same folder once process PID is gone (a SIGKILL, a power cut).
+TEMP_MARK = ".edgecv-tmp-"
+_TEMP_RE = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"(\d+)-")
+
+
+def temp_prefix(path: Path) -> str:
+    return f".{Path(path).name}{TEMP_MARK}{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Remove temp files left in ``folder`` by edgecv processes that no longer run; returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            size = entry.stat().st_size
+            entry.unlink()
+        except OSError:
+            log.debug("could not remove stale temp file %s", entry, exc_info=True)
+            continue
+        log.warning("removed %s (%.1f MB), left by an edgecv run that was killed (pid %s)", entry, size / 1e6, match.group(1))
+        removed.append(entry)
+    return removed
+
+
+def check_writable(path: Path, what: str = "output") -> Path:
+    """Check, before any work, that ``path`` can be written: its folder exists and accepts a new file.
+
+    Creates and removes a probe file (``os.access`` says yes to root on a read-only mount), and
+    removes stale temp files of killed runs from that folder.
+
+    Raises:
+        ConfigError: the folder is missing, read-only or not writable, or ``path`` is a folder.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {what} {path}: folder {parent} does not exist", hint=f"create it: mkdir -p {parent}")
+    if path.is_dir():
+        raise ConfigError(f"cannot write {what} {path}: it is a folder", hint="pass a file name, e.g. out/result.json")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"cannot write {what} {path}: the file is read-only", hint="choose another path or make it writable")
+    clean_stale_temps(parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} {path}: {exc.strerror}", hint="choose a writable output path") from exc
+    os.close(fd)
+    os.unlink(name)
+    return path
+
+
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(str(path), os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not directory or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise  # some file systems cannot fsync a folder; a file that fails to sync was not written
+    finally:
+        os.close(fd)
+
+
 class atomic_output:  # noqa: N801 - used like a function: `with atomic_output(path) as tmp:`
-    """Context manager giving a temp path beside ``path``; renamed over ``path`` on success.
+    """Context manager giving a temp path beside ``path``; on success it is fsynced and renamed over ``path``.
 
     On an exception the temp file is removed and ``path`` is left as it was, so a
-    crash or a full disk never leaves a half-written model behind.
+    crash or a full disk never leaves a half-written model behind. Every check the
+    new file must pass belongs inside the ``with`` block (an exception there keeps
+    the old file). The rename is followed by an fsync of the folder, so after a
+    power cut the target is the old file or the complete new one.
+
+    Raises:
+        ConfigError: the folder is missing or not writable (on enter, before any work).
+        OutputError: writing, syncing or renaming failed (disk full, I/O error).
     """
 
     def __init__(self, path: Path, suffix: str = "") -> None:
@@ -499,9 +594,14 @@ class atomic_output:  # noqa: N801 - used like a function: `with atomic_output(p
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise ConfigError(f"output folder {parent} does not exist", hint=f"create it: mkdir -p {parent}")
+        if self.path.is_dir():
+            raise ConfigError(f"cannot write {self.path}: it is a folder", hint="pass a file name")
+        clean_stale_temps(parent)
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.suffix}", dir=parent)
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=self.suffix, dir=parent)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"cannot write {self.path}: {exc.strerror}", hint="free disk space or choose another output path") from exc
             raise ConfigError(f"cannot write to {parent}: {exc.strerror}", hint="choose a writable output path") from exc
         os.close(fd)
         # mkstemp makes the file private (0600); give the result the permissions a plain open() would
@@ -511,18 +611,40 @@ class atomic_output:  # noqa: N801 - used like a function: `with atomic_output(p
         self.tmp = Path(name)
         return self.tmp
 
+    def commit(self) -> None:
+        """fsync the temp file, rename it over the target and fsync the folder."""
+        assert self.tmp is not None
+        try:
+            if not self.tmp.exists() or self.tmp.stat().st_size == 0:
+                raise OutputError(f"nothing was written to {self.path}", hint="free disk space or choose another output path")
+            fsync_path(self.tmp)
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            self.discard()
+            raise OutputError(f"cannot write {self.path}: {err.strerror}", hint="free disk space or choose another output path") from err
+        except OutputError:
+            self.discard()
+            raise
+        try:
+            fsync_path(self.path.parent if str(self.path.parent) else Path("."), directory=True)
+        except OSError as err:  # renamed, but the folder entry may not survive a power cut
+            log.warning("could not sync folder of %s: %s", self.path, err.strerror)
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            try:
+                self.tmp.unlink(missing_ok=True)
+            except OSError:
+                log.debug("could not remove %s", self.tmp, exc_info=True)
+
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         assert self.tmp is not None
         if exc_type is None:
-            try:
-                os.replace(self.tmp, self.path)
-                return
-            except OSError as err:
-                self.tmp.unlink(missing_ok=True)
-                raise ConfigError(f"cannot write {self.path}: {err.strerror}", hint="choose a writable output path") from err
-        self.tmp.unlink(missing_ok=True)
+            self.commit()
+            return
+        self.discard()
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            raise ConfigError(f"cannot write {self.path}: {exc.strerror}", hint="free disk space or choose another output path") from exc
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}", hint="free disk space or choose another output path") from exc
 
 
 def sidecar_path(engine_path: Path) -> Path:

@@ -1,8 +1,9 @@
 """Where the shipped models and demo media live.
 
-They sit in the repository's ``models/`` folder (next to the ``edgecv`` package in a
-source checkout or editable install). ``EDGECV_MODELS`` points elsewhere, e.g. when
-edgecv was installed from a wheel and the models were copied to the robot.
+In order: ``EDGECV_MODELS`` (a folder of your own, e.g. models copied to the robot);
+``edgecv/_models`` inside an installed wheel (``setup.py`` copies them there, so
+``pip install edgecv`` runs the demo); the repository's ``models/`` folder in a
+source checkout or editable install.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ DEFAULT_MODELS = {"detect": "shapes-det", "segment": "shapes-seg"}
 DEMO_VIDEO = "demo.mp4"
 
 
+PACKAGED = Path(__file__).resolve().parent / "_models"
+CHECKOUT = Path(__file__).resolve().parent.parent / "models"
+
+
 def models_dir() -> Path:
     env = os.environ.get("EDGECV_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    if env:
+        return Path(env)
+    return PACKAGED if PACKAGED.is_dir() else CHECKOUT
 
 
 def shipped(name: str, suffix: str = ".onnx") -> Path:
@@ -27,7 +34,8 @@ def shipped(name: str, suffix: str = ".onnx") -> Path:
     if not path.exists():
         raise ArtifactError(
             f"shipped file {path} not found",
-            hint="run edgecv from its source checkout, or set EDGECV_MODELS to the folder holding the shipped models",
+            hint="reinstall edgecv from a wheel (it carries the shipped models), run it from its source checkout, "
+            "or set EDGECV_MODELS to the folder holding them",
         )
     return path
 

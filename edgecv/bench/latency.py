@@ -160,14 +160,16 @@ def _open(
                 options["cuda_graph"] = True
             model = edgecv.load(path, backend=cfg.backend, threads=cfg.threads, **size, **options)
     except EdgecvError as exc:
-        record.status, record.error = "error", exc.message
+        record.status, record.error, record.hint, record.exit_code = "error", exc.message, exc.hint, exc.exit_code
         return record, None
     record.backend, record.task, record.precision = model.engine.backend, model.task, model.meta.precision
     batch_dim = model.engine.inputs[0].shape[0]
     if batch_dim not in (-1, batch):
         model.close()
         record.status = "error"
-        record.error = f"input batch is fixed at {batch_dim}; export with a dynamic batch to bench batch {batch}"
+        record.error = f"input batch is fixed at {batch_dim}, cannot bench batch {batch}"
+        record.exit_code = 2
+        record.hint = "export with a dynamic batch (edgecv export --dynamic-batch 1:4:16), or bench --batch 1"
         return record, None
     if batch > 1 or not cfg.gpu_preprocess:
         model.gpu_preprocess = False  # batch > 1: frames are batched on the host
@@ -219,6 +221,8 @@ def _run_guarded(entry: _Entry, count: int, record: bool, active: list[_Entry]) 
         log.debug("bench of %s failed", entry.record.model, exc_info=True)
         entry.record.status = "error"
         entry.record.error = exc.message if isinstance(exc, EdgecvError) else f"{type(exc).__name__}: {exc}"
+        entry.record.exit_code = exc.exit_code if isinstance(exc, EdgecvError) else 1
+        entry.record.hint = exc.hint if isinstance(exc, EdgecvError) else "run with -v for the full trace; report it if it is not your model"
         active.remove(entry)
 
 

@@ -43,10 +43,12 @@ class ModelBench:
     threads: int | None = None
     status: str = "ok"
     error: str | None = None
+    hint: str | None = None  # how to fix the error
     stages: dict[str, LatencyStats] = field(default_factory=_stage_stats)
     speedup: float | None = None  # p50 e2e of the reference row / this row's (same batch size)
     accuracy: dict[str, Any] | None = None  # {"metric": "map" | "miou", "value": float, ...all metrics}
     accuracy_delta: float | None = None  # (this - reference) in points (x100)
+    exit_code: int = 0  # of the error (edgecv.errors.EXIT_CODES): the CLI exits with it when no row is ok
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,7 @@ class ModelBench:
             "threads": self.threads,
             "status": self.status,
             "error": self.error,
+            "hint": self.hint,
             "stages_ms": {k: v.summary(PERCENTILES) for k, v in self.stages.items()},
             "throughput_fps": None if fps is None else round(fps, 3),
             "speedup": None if self.speedup is None else round(self.speedup, 4),

@@ -76,8 +76,9 @@ def _multi_batch(report: BenchReport) -> bool:
 def render_table(report: BenchReport) -> Table:
     """One row per (model, batch): per-stage means, e2e percentiles, throughput, speed-up and accuracy.
 
-    Failed rows show ``error`` in the latency columns and their (shortened) error text
-    in the caption, since rich tables have no column spans.
+    Failed rows show ``error`` in the latency columns and a pointer in the caption;
+    the full error and its fix are :func:`error_lines`, printed below the table
+    unwrapped (a table is as wide as the terminal, 80 columns in a log file).
     """
     n = len({r.model for r in report.results})
     table = Table(title=f"edgecv bench: {n} model{'s' if n != 1 else ''}", title_justify="left")
@@ -100,7 +101,7 @@ def render_table(report: BenchReport) -> Table:
             cells += [_num(r.throughput_fps, "{:.1f}"), _num(r.speedup, "{:.2f}x")]
         else:
             cells = ["[bold red]error[/]", *(["-"] * 7)]
-            errors.append(f"[red]error[/] {_label(r)} (batch {r.batch}): {_short(r.error) or 'unknown error'}")
+            errors.append(f"[red]error[/] {_label(r)} (batch {r.batch}): {_short(r.error) or 'unknown error'} (see below)")
         if with_acc:
             m = _metric(r)
             cells += ["-" if m is None else f"{m[0]} {_num(m[1], '{:.3f}')}", _num(r.accuracy_delta, "{:+.1f}")]
@@ -109,6 +110,19 @@ def render_table(report: BenchReport) -> Table:
         table.caption = "\n".join(errors)
         table.caption_justify = "left"
     return table
+
+
+def error_lines(report: BenchReport) -> list[str]:
+    """Full text of every failed row: ``error: MODEL (batch N): message`` and ``  fix: hint`` (plain text)."""
+    lines: list[str] = []
+    for r in report.results:
+        if r.ok:
+            continue
+        message = re.sub(r"\s+", " ", r.error or "unknown error").strip()
+        lines.append(f"error: {r.model} (batch {r.batch}): {message}")
+        if r.hint:
+            lines.append(f"  fix: {r.hint}")
+    return lines
 
 
 def render_loop_table(report: BenchReport) -> Table | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -12,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from edgecv import __version__
-from edgecv.errors import EXIT_BUG, EXIT_INTERRUPTED, EdgecvError
+from edgecv.errors import EXIT_BUG, EXIT_INTERRUPTED, EdgecvError, OutputError
 from edgecv.log import console, out, setup_logging
 
 app = typer.Typer(
@@ -26,8 +30,37 @@ state = {"verbose": False, "quiet": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# OS errors that mean "this output cannot be written", not a bug: one line and exit 1 wherever they escape
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+
+
+def _as_user_error(exc: BaseException) -> EdgecvError | None:
+    """A missing optional module (cv2, torch, ...) or a full/read-only disk that escaped the library, as a user error."""
+    if isinstance(exc, ImportError):
+        from edgecv._optional import missing_dependency, optional_module
+
+        module = optional_module(exc)
+        return missing_dependency(module, exc) if module else None
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return OutputError(f"cannot write{where}: {exc.strerror}", hint="free disk space, or choose a writable output path")
+    return None
+
+
+def _report(exc: EdgecvError) -> None:
+    if state["verbose"]:
+        console.print(traceback.format_exc(), markup=False, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+    if exc.hint:
+        console.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+
+
 def handle_errors(func: F) -> F:
-    """Turn an EdgecvError into one `error:` line + fix hint and its exit code; bugs keep a traceback."""
+    """Turn an EdgecvError into one `error:` line + fix hint and its exit code; bugs keep a traceback.
+
+    A missing optional module (exit 3) and a full or read-only disk (exit 1) are user errors
+    wherever they surface; see :data:`edgecv.errors.EXIT_CODES`.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,21 +69,27 @@ def handle_errors(func: F) -> F:
         except typer.Exit:
             raise
         except EdgecvError as exc:
-            if state["verbose"]:
-                console.print(traceback.format_exc(), markup=False, highlight=False)
-            console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                console.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            _report(exc)
             raise typer.Exit(exc.exit_code) from None
+        except (ImportError, OSError) as exc:
+            user = _as_user_error(exc)
+            if user is None:
+                _bug()
+            _report(user)
+            raise typer.Exit(user.exit_code) from None
         except KeyboardInterrupt:
             console.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception:
-            console.print(traceback.format_exc(), markup=False, highlight=False)
-            console.print("[bold red]internal error[/] (a bug in edgecv): please report it with the trace above")
-            raise typer.Exit(EXIT_BUG) from None
+            _bug()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _bug() -> None:
+    console.print(traceback.format_exc(), markup=False, highlight=False)
+    console.print("[bold red]internal error[/] (a bug in edgecv): please report it with the trace above")
+    raise typer.Exit(EXIT_BUG) from None
 
 
 def _version(value: bool) -> None:
@@ -67,11 +106,20 @@ def main_options(
 ) -> None:
     state["verbose"], state["quiet"] = verbose, quiet
     setup_logging(verbose, quiet)
+    # FFmpeg's and OpenCV's own warnings ("moov atom not found", "[ WARN:0@...]") would interleave with
+    # edgecv's lines; edgecv reports what they mean itself. -v shows them. The user's own setting wins.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24" if verbose else "-8")  # AV_LOG_WARNING / AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "WARNING" if verbose else "ERROR")
 
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends any command like Ctrl+C: temp files removed, outputs finalized, exit 130
 
 
 def main() -> None:
     """Console-script entry point."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # `run` installs its own graceful handler for its loop
     try:
         app()
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import typer
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import IMGSZ_HELP, batch_range, imgsz_arg
 from edgecv.cli.quant import print_calibration
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
@@ -47,6 +47,12 @@ def build_engine_cmd(
     from edgecv.engine.builder import BuildOptions, build_engine
     from edgecv.log import stage_progress
 
+    if not model.is_file():
+        raise ArtifactError(f"{model} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
+    if output is not None:
+        from edgecv.artifact import check_writable
+
+        check_writable(output, "engine")  # before any work (calibration, the build)
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("best", best)) if on]
     if len(chosen) > 1:
         raise ConfigError(f"pick one precision, got --{' --'.join(chosen)}")
@@ -69,7 +75,11 @@ def build_engine_cmd(
         hardware_compat=hardware_compat, calib_cache=calib_cache, batch=batch_range(batch) if batch else None,
         imgsz=imgsz_arg(imgsz), square=square,
     )  # fmt: skip
-    dest = output or model.with_suffix(".engine")
+    from edgecv.artifact import check_writable
+
+    dest = check_writable(output or model.with_suffix(".engine"), "engine")
+    if timing_cache is not None:
+        check_writable(timing_cache, "--timing-cache")
     with stage_progress(state["quiet"]) as stages:
         bars: dict[str, Callable[[int, int], None]] = {}
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from edgecv.artifact import atomic_output, check_writable
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import FP16_HELP, NMS_HELP, PRE_HELP, batch_range, imgsz_arg, names_arg
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out, progress_bar
 
 log = logging.getLogger("edgecv.cli")
@@ -58,7 +59,7 @@ def export(
     if not src.exists() and src.suffix == "" and arch is None:
         src = assets.shipped(source, ".pt")
     if not src.exists():
-        raise ConfigError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
+        raise ArtifactError(f"{source} not found", hint="pass a .pt checkpoint or a shipped model name (shapes-det, shapes-seg)")
     from edgecv.export.convert import NmsOptions
 
     nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None  # checked before any work
@@ -70,22 +71,26 @@ def export(
         require("onnx")
         from edgecv.export.adopt import adopt_onnx
 
-        dest = output or src.with_name(src.stem + ".edgecv.onnx")
-        adopted = adopt_onnx(src, dest, names=names_arg(names), layout=layout, task=task, imgsz=size)
-        out.print(f"adopted {src} -> {adopted.path}: recognised {adopted.recognised}; outputs identical to the original")
+        dest = check_writable(output or src.with_name(src.stem + ".edgecv.onnx"))
+        with atomic_output(dest) as tmp:  # the target is replaced only after adoption and every edit passed
+            adopted = adopt_onnx(src, tmp, names=names_arg(names), layout=layout, task=task, imgsz=size)
+            _graph_edits(tmp, nms_options, preprocess_in_graph, fp16)
+        out.print(f"adopted {src} -> {dest}: recognised {adopted.recognised}; outputs identical to the original")
         out.print(f"  how: {adopted.meta.extra.get('layout_reason', adopted.meta.output_format)}", highlight=False)
         if adopted.meta.dynamic:
             out.print(f"  default input size {adopted.meta.input_size[0]},{adopted.meta.input_size[1]} (change with --imgsz at export or run time)", highlight=False)
-        _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
+        _print_edits(dest, nms_options, preprocess_in_graph, fp16)
         return
     from edgecv.export.ultralytics import export_ultralytics, is_ultralytics_checkpoint
 
     if src.suffix.lower() in (".pt", ".pth") and is_ultralytics_checkpoint(src):
         require("onnx")
-        dest = output or src.with_suffix(".onnx")
-        adopted = export_ultralytics(src, dest, imgsz=size, dynamic=not static, opset=opset, simplify=simplify, names=names_arg(names))
-        out.print(f"exported {src} with ultralytics -> {adopted.path}: recognised {adopted.recognised}")
-        _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
+        dest = check_writable(output or src.with_suffix(".onnx"))
+        with atomic_output(dest) as tmp:
+            adopted = export_ultralytics(src, tmp, imgsz=size, dynamic=not static, opset=opset, simplify=simplify, names=names_arg(names))
+            _graph_edits(tmp, nms_options, preprocess_in_graph, fp16)
+        out.print(f"exported {src} with ultralytics -> {dest}: recognised {adopted.recognised}")
+        _print_edits(dest, nms_options, preprocess_in_graph, fp16)
         return
     require("torch")
     require("onnx")
@@ -96,11 +101,13 @@ def export(
         simplify=simplify, exporter=exporter, atol=atol, tolerance=tolerance,
         parity_images=tuple(list_images(parity_images)) if parity_images else (),
     )
-    dest = output or src.with_suffix(".onnx")
-    with progress_bar("export", 4, state["quiet"]) as update:
-        report = export_model(src, dest, cfg, progress=update)
+    dest = check_writable(output or src.with_suffix(".onnx"))
+    # export, parity check and graph edits all happen on a temp file: a failure keeps an existing `dest`
+    with atomic_output(dest) as tmp, progress_bar("export", 4, state["quiet"]) as update:
+        report = export_model(src, tmp, cfg, progress=update, keep_failed=dest)
+        _graph_edits(tmp, nms_options, preprocess_in_graph, fp16)
     out.print(
-        f"exported {report.path} ({report.meta.task}, {report.meta.num_classes} classes, "
+        f"exported {dest} ({report.meta.task}, {report.meta.num_classes} classes, "
         f"{report.size_bytes / 1e6:.1f} MB, {report.exporter}) in {report.seconds:.1f} s; "
         f"parity vs PyTorch: max abs diff {report.max_abs_diff:.2e}"
     )
@@ -110,19 +117,25 @@ def export(
             f"parity on {p.images} images: mean abs diff {p.mean_abs_diff:.2e}, {p.agreement_metric}: {p.agreement:.2%}",
             highlight=False, soft_wrap=True,
         )
-    _graph_edits(dest, nms_options, preprocess_in_graph, fp16)
-
-
+    _print_edits(dest, nms_options, preprocess_in_graph, fp16)
 
 
 def _graph_edits(path: Path, nms: Any, preprocess_in_graph: bool, fp16: bool) -> None:
-    """Apply the requested ONNX-to-ONNX edits in place (atomically) and say what the graph now holds."""
+    """Apply the requested ONNX-to-ONNX edits in place (atomically)."""
     if nms is None and not preprocess_in_graph and not fp16:
         return
-    from edgecv.export.convert import convert_onnx, describe_edits
+    from edgecv.export.convert import convert_onnx
 
-    meta = convert_onnx(path, path, nms=nms, preprocess_in_graph=preprocess_in_graph, fp16=fp16)
-    for line in describe_edits(meta):
+    convert_onnx(path, path, nms=nms, preprocess_in_graph=preprocess_in_graph, fp16=fp16)
+
+
+def _print_edits(path: Path, nms: Any, preprocess_in_graph: bool, fp16: bool) -> None:
+    """Say what the graph now holds (after the edits)."""
+    if nms is None and not preprocess_in_graph and not fp16:
+        return
+    from edgecv.export.convert import describe_edits, read_meta
+
+    for line in describe_edits(read_meta(path)):
         out.print(line, highlight=False)
 
 
@@ -150,9 +163,9 @@ def convert(
     from edgecv.export.convert import NmsOptions, convert_onnx, describe_edits
 
     if not model.exists():
-        raise ConfigError(f"{model} not found", hint="check the path")
+        raise ArtifactError(f"{model} not found", hint="check the path")
     nms_options = NmsOptions(nms, nms_iou, nms_conf, max_det) if nms is not None else None
-    dest = output or model.with_name(model.stem + (".fp16.onnx" if fp16 else ".conv.onnx"))
+    dest = check_writable(output or model.with_name(model.stem + (".fp16.onnx" if fp16 else ".conv.onnx")))
     extra_ops = [op for op in (keep_fp32 or "").replace(" ", "").split(",") if op]
     meta = convert_onnx(model, dest, nms=nms_options, preprocess_in_graph=preprocess_in_graph, fp16=fp16, keep_fp32_ops=extra_ops)
     out.print(f"converted {model} -> {dest} ({meta.precision})")

@@ -38,7 +38,7 @@ def evaluate(
     Example: edgecv eval models/shapes-det.onnx --data data/shapes-val
     """
     import edgecv
-    from edgecv.artifact import atomic_write_bytes
+    from edgecv.artifact import atomic_write_bytes, check_writable
     from edgecv.bench.accuracy import evaluate as run_eval
     from edgecv.data.datasets import open_dataset
 
@@ -51,6 +51,9 @@ def evaluate(
 
         if backend_for(model) == "tensorrt":
             raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
+    if json_out:
+        check_writable(json_out, "--json")
+
     dataset = open_dataset(data)
     # the model keeps at least max_det boxes per image, so the per-class cut is the evaluator's
     loaded = edgecv.load(
@@ -114,13 +117,22 @@ def bench(
     Example: edgecv bench model.onnx model.fp16.onnx model.int8.onnx --data data/val --json bench.json
     """
     from edgecv._optional import require
+    from edgecv.artifact import check_writable
     from edgecv.bench.environment import collect_environment, format_environment
     from edgecv.bench.latency import BenchConfig, add_accuracy, benchmark, frames_from, synthetic_frames
-    from edgecv.bench.report import render_loop_table, render_table, summary_lines, write_csv, write_json, write_plot
+    from edgecv.bench.report import (
+        error_lines,
+        render_loop_table,
+        render_table,
+        summary_lines,
+        write_csv,
+        write_json,
+        write_plot,
+    )
 
     for path in (json_out, csv_out, plot):
-        if path is not None and not path.parent.is_dir():
-            raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist", hint=f"mkdir -p {path.parent}")
+        if path is not None:
+            check_writable(path)
     if plot is not None:
         require("matplotlib", extra="plot")
     if sources is not None and sources < 2:
@@ -155,6 +167,8 @@ def bench(
     for line in format_environment(environment):
         out.print(line, highlight=False)
     out.print(render_table(report))
+    for line in error_lines(report):  # unwrapped: a log keeps the whole message and its fix
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     loop_table = render_loop_table(report)
     if loop_table is not None:
         out.print(loop_table)
@@ -177,7 +191,8 @@ def bench(
         write_csv(report, csv_out)
     if plot:
         write_plot(report, plot)
-    if not any(r.ok for r in report.results):
-        raise typer.Exit(1)
+    if not any(r.ok for r in report.results):  # every row failed: exit like the failure (4 for missing models)
+        codes = {r.exit_code or 1 for r in report.results}
+        raise typer.Exit(codes.pop() if len(codes) == 1 else 1)
 
 

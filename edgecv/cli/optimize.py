@@ -48,6 +48,10 @@ def prune(
     from edgecv.log import stage_progress
     from edgecv.optimize.job import PruneOptions, run_prune
 
+    if output is not None:
+        from edgecv.artifact import check_writable
+
+        check_writable(output, "pruned checkpoint")
     options = PruneOptions(
         ratio=ratio, target_speedup=target_speedup, step=step, max_ratio=max_ratio, importance=importance,
         global_pruning=global_pruning, round_to=round_to if round_to > 1 else None,

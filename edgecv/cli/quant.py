@@ -10,7 +10,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import imgsz_arg, names_arg, threads_arg
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
@@ -54,7 +54,11 @@ def calibrate(
     size = imgsz_arg(imgsz)
     threads_arg(threads)
     if not model.is_file():
-        raise ConfigError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
+        raise ArtifactError(f"{model} not found", hint="pass the FP32 .onnx that `edgecv export` wrote")
+    if output is not None:
+        from edgecv.artifact import check_writable
+
+        check_writable(output, "INT8 model")
     meta = calibration_meta(model, task=task, names=names_arg(names), imgsz=size)
     options = CalibrateOptions(
         num=num, method=method, percentile=percentile, target=target, max_drop=max_drop,

@@ -10,7 +10,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors
 from edgecv.cli.options import default_model, int_list
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out
 
 log = logging.getLogger("edgecv.cli")
@@ -46,8 +46,11 @@ def ros(
     if ros_args and ros_args[0] != "--ros-args":
         raise ConfigError(f"unexpected arguments {' '.join(ros_args)!r}", hint="ROS arguments go after --ros-args, e.g. --ros-args -p conf:=0.4")
     chosen = int_list(classes, "--classes")
+    path = default_model(model)
+    if not path.is_file():  # before rclpy is needed: a wrong path is the first thing to say
+        raise ArtifactError(f"model file not found: {path}", hint="pass an .onnx or .engine file written by edgecv")
     cfg = RosNodeConfig(
-        model=str(default_model(model)),
+        model=str(path),
         conf=conf,
         iou=iou,
         classes=tuple(chosen) if chosen else None,

@@ -55,6 +55,7 @@ def run(
     track_thresh: Annotated[float | None, typer.Option(help="--track: detections scoring at least this start and match tracks first (default 0.6; lower ones only continue tracks).", rich_help_panel="Tracking")] = None,
     track_buffer: Annotated[int | None, typer.Option(help="--track: frames (at 30 FPS) a lost track is kept for re-association (default 30).", rich_help_panel="Tracking")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a video file ends before the frames it declares (truncated or corrupt).", rich_help_panel="Input")] = False,
 ) -> None:
     """Run a model on a camera, video, stream or images, live.
 
@@ -73,12 +74,11 @@ def run(
         raise ConfigError("--source and --camera are exclusive", hint="pass one of them (a camera index also works as --source 0)")
     if max_frames is not None and max_frames <= 0:
         raise ConfigError(f"--max-frames must be positive, got {max_frames}")
-    if stats_json and not stats_json.parent.is_dir():
-        raise ConfigError(f"cannot write {stats_json}: folder {stats_json.parent} does not exist", hint=f"mkdir -p {stats_json.parent}")
     serve_config = _serve_config(serve, metrics_only, serve_token, serve_fps)
     specs: list[Any] = [camera] if camera is not None else sources
     save_paths = output_paths(save or [], specs or ["demo"], "--save")
     jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
+    _check_outputs(save_paths, jsonl_paths, stats_json)  # before any work: a bad output path must not cost a run
     config = StreamConfig(
         max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch, track=track_config(track, track_thresh, track_buffer)
     )  # validates
@@ -154,6 +154,33 @@ def run(
             f"{len(result.errors)} of {len(srcs)} sources failed and were dropped (the others ran to the end); first: {str(first).splitlines()[0]}",
             hint="check those cameras/streams; the outputs of every source were finalized",
         )
+    ended = [s.ended_early for s in result.sources if s.ended_early]
+    if ended and strict:
+        raise SourceError(ended[0], hint="check the file with `ffprobe FILE`; without --strict the frames read are kept")
+
+
+def _check_outputs(save: list[Path | None], jsonl: list[Path | None], stats_json: Path | None) -> None:
+    """Every output can be written (folder exists and takes a new file; distinct names), before the model is loaded."""
+    from edgecv.artifact import check_writable
+    from edgecv.stream.sinks import VIDEO_CODECS
+
+    for path in save:
+        if path is None:
+            continue
+        if path.suffix.lower() not in VIDEO_CODECS:
+            raise ConfigError(
+                f"cannot write video {path}: unknown suffix {path.suffix or '(none)'}",
+                hint="use " + ", ".join(f"{s} ({c})" for s, c in VIDEO_CODECS.items()),
+            )
+        check_writable(path, "video")
+    for path in jsonl:
+        if path is not None:
+            check_writable(path, "JSONL")
+    if stats_json is not None:
+        check_writable(stats_json, "--stats-json")
+    paths = [p.resolve() for p in (*save, *jsonl, stats_json) if p is not None]
+    if len(set(paths)) != len(paths):
+        raise ConfigError("--save, --jsonl and --stats-json must be different files", hint="give each output its own name")
 
 
 def track_config(track: bool, thresh: float | None, buffer: int | None) -> Any:
@@ -317,11 +344,16 @@ def _print_summary(result: Any, model: Any) -> None:
         gpu = ["preprocessing: " + ("CUDA kernel (pre = its GPU time + launch)" if getattr(model, "gpu_preprocess", False) else "CPU")]
         gpu.append("CUDA graph: " + ("on" if getattr(model.engine, "cuda_graph", False) else "off"))
         out.print("  " + ", ".join(gpu), highlight=False)
-    if len(summaries) == 1:
-        d = summaries[0].to_dict()
+    for summary in summaries:
+        d = summary.to_dict()
         extras = {k: d[k] for k in ("dropped", "bad_frames", "reconnects") if d.get(k)}
-        if extras:
+        if extras and len(summaries) == 1:
             out.print("  " + ", ".join(f"{k}: {v}" for k, v in extras.items()))
+        if summary.ended_early:
+            out.print(
+                f"  {_short(summary.source)} ended early: {summary.frames} of {summary.expected_frames} declared frames (truncated or corrupt file)",
+                highlight=False, soft_wrap=True,
+            )
 
 
 def _print_sources(result: Any, model: Any) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv import __version__
-from edgecv.artifact import FOREIGN_LAYOUTS, ModelMeta, file_sha256, with_input_size
+from edgecv.artifact import FOREIGN_LAYOUTS, ModelMeta, atomic_output, file_sha256, with_input_size
 from edgecv.errors import ExportError
 from edgecv.export.graph import load_onnx, save_onnx, set_metadata
 
@@ -82,18 +82,20 @@ def adopt_onnx(
             recognised = f"already edgecv ({meta.arch or meta.output_format})"
         model = load_onnx(source)
         set_metadata(model, meta)
-        save_onnx(model, out)
-        rng = np.random.default_rng(0)
-        worst = 0.0
-        with OnnxRuntimeEngine(out) as adopted:
-            for i in range(images):
-                h, w = meta.input_size
-                frame = make_scene(rng, h, w if i % 2 == 0 else w * 4 // 3)[0]
-                x, _ = preprocess(frame, meta)
-                feeds = {original.inputs[0].name: x}
-                ref, got = original.infer(feeds), adopted.infer(feeds)
-                worst = max(worst, max(float(np.abs(ref[k] - got[k]).max()) for k in ref))
-    if worst > 0:
-        raise ExportError(f"the adopted model's outputs differ from the original's by {worst:.3g}", hint="report this model")
+        # an existing `out` (even the source itself) is replaced only once the adopted file reproduced the original
+        with atomic_output(out) as tmp:
+            save_onnx(model, tmp)
+            rng = np.random.default_rng(0)
+            worst = 0.0
+            with OnnxRuntimeEngine(tmp) as adopted:
+                for i in range(images):
+                    h, w = meta.input_size
+                    frame = make_scene(rng, h, w if i % 2 == 0 else w * 4 // 3)[0]
+                    x, _ = preprocess(frame, meta)
+                    feeds = {original.inputs[0].name: x}
+                    ref, got = original.infer(feeds), adopted.infer(feeds)
+                    worst = max(worst, max(float(np.abs(ref[k] - got[k]).max()) for k in ref))
+            if worst > 0:
+                raise ExportError(f"the adopted model's outputs differ from the original's by {worst:.3g}", hint="report this model")
     classes = f"{meta.num_classes} classes" if meta.output_format != "seg_binary" else f"foreground {meta.names[1]!r}"
     return AdoptReport(out, meta, f"{recognised}, {classes}", worst)

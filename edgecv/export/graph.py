@@ -50,6 +50,12 @@ def save_onnx(model: Any, path: Path) -> Path:
     return Path(path)
 
 
+def failed_path(path: Path) -> Path:
+    """Where a model that failed its checks is kept for inspection: ``m.onnx`` -> ``m.failed.onnx``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
+
+
 def dim_value(dim: Any) -> int | str | None:
     """A tensor dim as an int, its symbolic name, or None when it has neither."""
     if dim.HasField("dim_value"):

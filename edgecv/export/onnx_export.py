@@ -8,6 +8,7 @@ against PyTorch on real images through the same host preprocessing ``run`` uses.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -19,9 +20,9 @@ import numpy as np
 
 from edgecv import __version__
 from edgecv._optional import require
-from edgecv.artifact import ModelMeta, file_sha256
+from edgecv.artifact import ModelMeta, atomic_output, file_sha256
 from edgecv.errors import ConfigError, ExportError
-from edgecv.export.graph import load_onnx, name_dynamic_dims, save_onnx, set_metadata
+from edgecv.export.graph import failed_path, load_onnx, name_dynamic_dims, save_onnx, set_metadata
 from edgecv.zoo.registry import Architecture, get_architecture
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,17 @@ def load_torch_model(source: Path, cfg: ExportConfig) -> tuple[Any, Architecture
     return model.eval(), arch, names
 
 
-def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *, progress: Progress | None = None) -> ExportReport:
+def export_model(
+    source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *, progress: Progress | None = None, keep_failed: Path | None = None
+) -> ExportReport:
     """Export ``source`` (checkpoint / state dict) to ``out`` (.onnx). See :class:`ExportConfig`.
+
+    ``out`` is written only once the parity check passed; an existing file stays as it was otherwise.
 
     Raises:
         ExportError: tracing failed, or ONNX Runtime disagrees with PyTorch beyond tolerance
-            (the file is still written, so it can be inspected; the report says so).
+            (the rejected file is kept as ``OUT.failed.onnx`` (named after ``keep_failed`` when given)
+            for inspection; the message says where).
     """
     torch = require("torch")
     start = time.time()
@@ -174,11 +180,18 @@ def export_model(source: Path, out: Path, cfg: ExportConfig = ExportConfig(), *,
     onnx_model.producer_name = "edgecv"
     onnx_model.producer_version = __version__
     set_metadata(onnx_model, meta)
-    save_onnx(onnx_model, out)
-    step(3)
-    parity = parity_check(model, out, meta, cfg)
-    meta = meta.replace(extra={**meta.extra, "parity": parity.to_dict()})  # the file remembers how it was checked
-    save_onnx(set_metadata(onnx_model, meta), out)
+    # an existing `out` is replaced only once the new file passed the parity check
+    with atomic_output(Path(out)) as tmp:
+        save_onnx(onnx_model, tmp)
+        step(3)
+        try:
+            parity = parity_check(model, tmp, meta, cfg)
+        except ExportError as exc:
+            kept = failed_path(Path(keep_failed or out))
+            os.replace(tmp, kept)
+            raise ExportError(exc.message.replace(str(tmp), str(kept)), hint=exc.hint) from exc
+        meta = meta.replace(extra={**meta.extra, "parity": parity.to_dict()})  # the file remembers how it was checked
+        save_onnx(set_metadata(onnx_model, meta), tmp)
     step(4)
     return ExportReport(Path(out), meta, parity.max_abs_diff, exporter, time.time() - start, Path(out).stat().st_size, parity)
 

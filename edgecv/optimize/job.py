@@ -21,7 +21,7 @@ from typing import Any
 
 from edgecv._optional import require
 from edgecv.artifact import atomic_write_bytes
-from edgecv.errors import ConfigError
+from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import StageFn, no_stages
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def resolve_source(source: str | Path) -> Path:
     shipped = assets.models_dir() / f"{source}.pt"
     if shipped.exists():
         return shipped
-    raise ConfigError(f"{source} not found", hint="pass an edgecv checkpoint (.pt) or a shipped model name (shapes-det, shapes-seg)")
+    raise ArtifactError(f"{source} not found", hint="pass an edgecv checkpoint (.pt) or a shipped model name (shapes-det, shapes-seg)")
 
 
 def default_output(source: str | Path, path: Path) -> Path:

@@ -115,6 +115,9 @@ class Source:
         self.size = size
         self.stats = SourceStats()
         self.reconnecting = False
+        # files: frames the container declares, and why the file ended before them (truncated / corrupt)
+        self.declared_frames: int | None = None
+        self.ended_early: str | None = None
         self._handoff: Handoff[Frame] = Handoff(queue_size, latest_only=live)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -275,6 +278,9 @@ class CaptureSource(Source):
         self._pace = pace and self.fps is not None
         self._loop = loop
         self._policy = reconnect
+        if kind == "file":
+            declared = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.declared_frames = int(declared) if math.isfinite(declared) and declared > 0 else None
         if pace and self.fps is None:
             log.warning("%s has no usable fps; realtime pacing is off", name)
         self._start()
@@ -317,11 +323,21 @@ class CaptureSource(Source):
                 if self._loop and index > 0 and self._rewind():
                     t_start = time.perf_counter() - index * period
                     continue
+                self._check_complete(index)
                 return
             pending = self._reconnect()
             if pending is None:
                 return
             self._pending = pending
+
+    def _check_complete(self, frames: int) -> None:
+        """A file that stops before the frames its container declares is truncated or corrupt: say so."""
+        declared = self.declared_frames
+        # containers may estimate their count from duration x fps: allow 1% (at least 2 frames)
+        if declared is None or frames >= declared - max(2, declared // 100):
+            return
+        self.ended_early = f"{self.name} ended after {frames} of {declared} frames: the file looks truncated or corrupt"
+        log.warning("%s", self.ended_early)
 
     def _rewind(self) -> bool:
         self._cap.release()

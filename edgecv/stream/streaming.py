@@ -138,6 +138,8 @@ class _Lane:
         s.bad_frames = stats.bad_frames
         s.reconnects = stats.reconnects
         s.reconnecting = bool(getattr(self.source, "reconnecting", False))
+        s.expected_frames = getattr(self.source, "declared_frames", None)
+        s.ended_early = getattr(self.source, "ended_early", None)
         s.wall_s = (self.t_last - self.t_first) if self.t_first is not None and self.t_last > self.t_first else 0.0
 
 

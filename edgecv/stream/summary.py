@@ -32,6 +32,8 @@ class RunSummary:
         interrupted: stopped by a signal / ``stop_event`` / Ctrl+C before the source ended.
         stop_reason: ``running``, ``end``, ``max_frames``, ``stop``, ``interrupt``, ``window`` or ``error``.
         reconnecting: the source is reconnecting right now (for a status line).
+        expected_frames: frames a video file declares (None for other sources).
+        ended_early: why a file source ended before ``expected_frames`` (truncated / corrupt), else None.
         stages: ms per stage: capture, pre, infer, post, sink (annotation + outputs) and total.
         age: ms between capture and the start of inference (live sources).
     """
@@ -46,6 +48,8 @@ class RunSummary:
     interrupted: bool = False
     stop_reason: str = "running"
     reconnecting: bool = False
+    expected_frames: int | None = None
+    ended_early: str | None = None
     stages: dict[str, LatencyStats] = field(default_factory=_stage_stats)
     age: LatencyStats = field(default_factory=lambda: LatencyStats("age"))
 
@@ -85,6 +89,8 @@ class RunSummary:
             "fps": round(self.fps, 3),
             "interrupted": self.interrupted,
             "stop_reason": self.stop_reason,
+            "expected_frames": self.expected_frames,
+            "ended_early": self.ended_early,
             "stages_ms": {name: st.summary() for name, st in self.stages.items()},
             "age_ms": self.age.summary() if self.live else None,
         }

@@ -66,4 +66,4 @@ def test_bench_bad_options(det_onnx: Path, args: tuple[str, ...], code: int, mes
 
 def test_bench_fails_when_no_model_runs(tmp_path: Path) -> None:
     result = invoke("bench", tmp_path / "missing.onnx", "-n", 1)
-    assert result.exit_code == 1 and "model file not found" in result.output
+    assert result.exit_code == 4 and "model file not found" in result.output  # the exit code of a missing model (EXIT_CODES)

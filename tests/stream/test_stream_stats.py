@@ -47,3 +47,12 @@ def test_empty_and_summary_json() -> None:
     st.reset()
     assert st.count == 0
     assert math.isnan(percentiles([], (50,))["p50"])
+
+
+def test_memory_is_bounded_by_the_window() -> None:
+    st = LatencyStats(window=1000)
+    st.extend(float(i) for i in range(50_000))
+    assert st.nbytes == 8 * 1000  # a float64 ring: it never grows past the window
+    assert st.count == 50_000 and st.last == 49_999.0
+    assert st.values[0] == 49_000.0 and st.values[-1] == 49_999.0  # the newest window, oldest first
+    assert st.p50 == pytest.approx(49_499.5)
