@@ -56,6 +56,18 @@ def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
     return resolved
 
 
+def read_onnx_meta(path: Path) -> ModelMeta:
+    """The model's metadata: edgecv's when present (read with onnx, so TensorRT-only graphs work too), else recognised."""
+    from edgecv.graph.onnx_graph import load_onnx
+
+    model = load_onnx(path)
+    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
+    if meta is not None:
+        return meta
+    with OnnxRuntimeEngine(path) as engine:
+        return engine.meta
+
+
 class OnnxRuntimeEngine(BaseEngine):
     """An ``.onnx`` model on ONNX Runtime.
 
@@ -81,6 +93,7 @@ class OnnxRuntimeEngine(BaseEngine):
         providers: Sequence[str] | str | None = None,
         threads: int | None = None,
         stop_spinning: bool = False,
+        spinning: bool | None = None,
         task: str | None = None,
         names: Sequence[str] | None = None,
     ) -> None:
@@ -95,6 +108,8 @@ class OnnxRuntimeEngine(BaseEngine):
             options.intra_op_num_threads = threads
         if stop_spinning:
             options.add_session_config_entry("session.force_spinning_stop", "1")
+        if spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         chosen = resolve_providers(providers)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)

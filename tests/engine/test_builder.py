@@ -217,8 +217,8 @@ def test_errors_tensorrt_would_swallow_in_callbacks_are_raised(onnx_copy: Path, 
 
 
 def test_hardware_compat_is_refused_on_jetpack(onnx_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgecv.bench.environment as environment
+    import edgecv.machine as machine
 
-    monkeypatch.setattr(environment, "collect_environment", lambda: {"jetson": {"l4t": "36.4.0"}})
+    monkeypatch.setattr(machine, "is_jetson", lambda root=None: True)
     with pytest.raises(ConfigError, match="not supported on JetPack"):
         build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="ampere+"), trt=fake_trt.make("10.3.0"))
