@@ -121,7 +121,8 @@ class OnnxRuntimeEngine(BaseEngine):
             raise ArtifactError(f"{path} is empty", hint="re-export or re-copy the model file")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        threads = threads or default_threads()
+        if not threads and (threads := default_threads()):
+            log.info("ONNX Runtime: %d intra-op threads (the CPUs this process may use)", threads)
         if threads:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")

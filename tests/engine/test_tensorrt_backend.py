@@ -174,6 +174,11 @@ def test_inputs_already_on_the_gpu_skip_the_upload_and_wait_for_their_stream(eng
 
     with pytest.raises((SimError, EngineError)):
         engine.infer_on_device({"images": HostArray()})
+    misaligned = _device_input(sim, np.zeros((1, 3, 32, 49), np.float32))
+    misaligned.__cuda_array_interface__ = {**misaligned.__cuda_array_interface__, "shape": x.shape,
+                                           "data": (misaligned.__cuda_array_interface__["data"][0] + 4, False)}  # fmt: skip
+    with pytest.raises(EngineError, match="refused the address"):  # TensorRT wants 256-byte aligned tensors
+        engine.infer_on_device({"images": misaligned})
     engine.close()
 
 
