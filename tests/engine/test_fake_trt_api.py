@@ -86,3 +86,35 @@ def test_the_lists_come_from_the_bindings() -> None:
         assert "execute_async_v2" not in c["IExecutionContext"]  # removed in TensorRT 10
     assert "int8_calibrator" in fake_trt.api("10.3.0")["classes"]["IBuilderConfig"]
     assert "int8_calibrator" not in fake_trt.api("11.1.0")["classes"]["IBuilderConfig"]
+
+
+def test_every_tensorrt_name_edgecv_uses_exists_where_it_is_used() -> None:
+    """``trt.X`` and ``trt.X.Y`` in edgecv's sources: in both majors, or (one major only) behind a version gate."""
+    import ast
+    from pathlib import Path
+
+    import edgecv
+
+    majors = {m: fake_trt.api(v) for m, v in ((10, "10.9.0"), (11, "11.1.0"))}
+
+    def known(api: dict, name: str, member: str | None) -> bool:
+        if member is None:
+            return name in api["classes"] or name in api["functions"] or name == "__version__"
+        values = set(api["classes"].get(name, ())) | (SEVERITY if name == "Logger" else set())
+        return member in values or member.startswith("__")
+
+    gated = {("IInt8EntropyCalibrator2", None)}  # TensorRT 10 only: make_entropy_calibrator checks the major first
+    used = set()
+    for path in (Path(edgecv.__file__).parent / "engine").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "trt":
+                used.add((node.attr, None))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+                inner = node.value
+                if isinstance(inner.value, ast.Name) and inner.value.id == "trt":
+                    used.add((inner.attr, node.attr))
+    assert ("execute_async_v3", None) not in used and len(used) > 8  # the scan found the module-level names
+    for name, member in sorted(used, key=str):
+        everywhere = all(known(api, name, member) for api in majors.values())
+        assert everywhere or (name, member) in gated, f"tensorrt.{name}{'.' + member if member else ''} is missing in a major edgecv supports"
+        assert any(known(api, name, member) for api in majors.values()), f"tensorrt.{name} does not exist in any major"
