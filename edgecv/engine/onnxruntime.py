@@ -91,11 +91,11 @@ class OnnxRuntimeEngine(BaseEngine):
         spinning: let idle intra-op threads busy-wait for the next parallel section (ONNX
             Runtime's own default). Off by default: a model in edgecv shares the cores with a
             decode thread, a preprocessing thread and whatever else runs on the robot, and a
-            spinning worker takes a core from them between (and inside) inferences. Measured on
-            a 2-core machine with YOLOv8n at 320 (separate processes, alternating): spinning
-            doubles the CPU time per inference (21.9 vs 10.2 ms) for no wall-time gain, and
-            under load it made both bare inference and the run loop slower
-            (``scripts/bench_run_vs_bare.py``). Pass True for a lone model on an idle machine.
+            spinning worker holds a core they need. Measured with YOLOv8n at 320 on a 2-core
+            machine (``scripts/bench_run_vs_bare.py``, separate processes): idle, spinning bare
+            inference ran 182 FPS against 148 without; with other processes busy, spinning
+            doubled the CPU time per inference (18-21 vs 10.5-11 ms) and bare inference fell
+            to 10-23 FPS against 21-88 without. Pass True for a lone model on an idle machine.
         stop_spinning: with ``spinning=True``, stop the worker threads' busy-wait when a run
             ends (several models taking turns; ``edgecv bench`` sets this then).
         task, names: override or supply metadata for ONNX files edgecv did not write.
