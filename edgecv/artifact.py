@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgecv import __version__
 from edgecv.errors import ArtifactError, ConfigError, OutputError
 
@@ -669,42 +667,3 @@ def read_sidecar(engine_path: Path) -> tuple[ModelMeta, dict[str, Any]]:
         return ModelMeta.from_dict(data["edgecv"]), dict(data.get("engine", {}))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ArtifactError(f"corrupt engine manifest {path}: {exc}", hint="rebuild the engine with `edgecv build-engine`") from exc
-
-
-def describe_model(path: Path) -> dict[str, Any]:
-    """Everything a model file says about itself, for ``edgecv info`` (JSON-ready)."""
-    from edgecv.engine.registry import backend_for, load_engine
-
-    path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"model file not found: {path}", hint="check the path")
-    details: dict[str, Any] = {"file": str(path), "size_mb": round(path.stat().st_size / 1e6, 3)}
-    if backend_for(path) == "tensorrt":
-        meta, engine_info = read_sidecar(path)
-        details.update({"backend": "tensorrt", "metadata": "engine manifest", **_meta_fields(meta), "engine": engine_info})
-        return details
-    with load_engine(path) as engine:
-        details.update(
-            {
-                "backend": engine.backend,
-                "metadata": getattr(engine, "meta_source", "edgecv metadata"),
-                **_meta_fields(engine.meta),
-                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name} for s in engine.inputs],
-                "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name} for s in engine.outputs],
-                "providers": list(getattr(engine, "providers", [])),
-            }
-        )
-    return details
-
-
-def _meta_fields(meta: ModelMeta) -> dict[str, Any]:
-    reason = meta.extra.get("layout_reason")
-    if meta.arch == "foreign" and reason:
-        how = f"recognised: {reason}"
-    else:
-        how = f"{meta.output_format}, from edgecv metadata (written when the model was exported)"
-    data: dict[str, Any] = {"output_layout": how}
-    data.update(meta.to_dict())
-    data["num_classes"] = meta.num_classes
-    data["names"] = list(meta.names)
-    return data

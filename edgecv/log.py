@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -10,8 +11,20 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
-out = Console()
+#: width of tables and log lines written to a file or pipe (a CI log, ``| tee``): rich would cut them at 80 columns
+LOG_WIDTH = 200
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A rich Console; when it is not a terminal (and ``COLUMNS`` does not say otherwise) it is ``LOG_WIDTH`` wide."""
+    c = Console(stderr=stderr)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c.width = LOG_WIDTH
+    return c
+
+
+console = _console(stderr=True)
+out = _console()
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:

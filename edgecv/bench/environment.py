@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgecv.machine import device_tree_model, is_jetson, l4t_release, read_text
+
 log = logging.getLogger(__name__)
 
 Runner = Callable[[list[str]], "str | None"]
@@ -73,23 +75,20 @@ def collect_environment(*, root: Path = Path("/"), run: Runner | None = None) ->
         ``jetson`` (``None`` off Jetson), ``temperatures_c`` and ``env``.
     """
     runner = _never_raising(run or run_command)
-    dt_model = _device_tree_model(root)
-    is_jetson = (root / "etc/nv_tegra_release").is_file() or any(w in (dt_model or "") for w in ("Jetson", "NVIDIA"))
-    mem = re.search(r"^MemTotal:\s*(\d+)\s*kB", _read(root / "proc/meminfo") or "", re.MULTILINE)
+    dt_model = device_tree_model(root)
+    jetson_board = is_jetson(root)
+    mem = re.search(r"^MemTotal:\s*(\d+)\s*kB", read_text(root / "proc/meminfo") or "", re.MULTILINE)
     temps = _temperatures(root)
-    gpus = _gpus(runner, integrated=True if is_jetson else None)
-    if not gpus and is_jetson:
+    gpus = _gpus(runner, integrated=True if jetson_board else None)
+    if not gpus and jetson_board:
         gpus = [{"name": dt_model, "memory_mb": None, "driver": None, "compute_capability": None, "integrated": True}]
     cuda_version, cuda_source = _cuda_version(root, runner)
     jetson = None
-    if is_jetson:
-        rel = re.search(
-            r"R(\d+)\s*\(release\),\s*REVISION:\s*(\d+(?:\.\d+)*)", _read(root / "etc/nv_tegra_release") or ""
-        )
+    if jetson_board:
         jetpack = re.match(r"\d+(\.\d+)+", runner(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"]) or "")
         jetson = {
             "model": dt_model,
-            "l4t": f"{rel[1]}.{rel[2]}" if rel else None,
+            "l4t": l4t_release(root),
             "jetpack": jetpack[0] if jetpack else None,  # only from the nvidia-jetpack package
             "power_mode": _power_mode(runner(["nvpmodel", "-q"])),
             "jetson_clocks": _jetson_clocks(runner(["jetson_clocks", "--show"])),
@@ -102,7 +101,7 @@ def collect_environment(*, root: Path = Path("/"), run: Runner | None = None) ->
         "cpu_model": _cpu_model(root) or dt_model,
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_governor": (_read(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "").strip() or None,
+        "cpu_governor": (read_text(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "").strip() or None,
         "memory_gb": round(int(mem[1]) / 1024**2, 1) if mem else None,
         "versions": _versions(),
         "onnxruntime_providers": _ort_providers(),
@@ -175,24 +174,10 @@ def _never_raising(run: Runner) -> Runner:
     return safe
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _device_tree_model(root: Path) -> str | None:
-    for rel in ("proc/device-tree/model", "sys/firmware/devicetree/base/model"):
-        if text := (_read(root / rel) or "").replace("\x00", "").strip():
-            return text
-    return None
-
-
 def _cpu_model(root: Path) -> str | None:
     """``model name`` (x86); on ARM the core named by implementer/part, else ``Hardware``, else the raw ids."""
     fields: dict[str, str] = {}
-    for key, sep, value in (line.partition(":") for line in (_read(root / "proc/cpuinfo") or "").splitlines()):
+    for key, sep, value in (line.partition(":") for line in (read_text(root / "proc/cpuinfo") or "").splitlines()):
         if sep and value.strip():
             fields.setdefault(key.strip().lower(), value.strip())
     impl, part = fields.get("cpu implementer"), fields.get("cpu part")
@@ -209,11 +194,11 @@ def _temperatures(root: Path) -> dict[str, float]:
     temps: dict[str, float] = {}
     for zone in sorted((root / "sys/class/thermal").glob("thermal_zone*"), key=lambda p: (len(p.name), p.name)):
         try:
-            milli = int((_read(zone / "temp") or "").strip())
+            milli = int((read_text(zone / "temp") or "").strip())
         except ValueError:
             continue  # missing, or EIO from a powered-off sensor
         if milli != _TEGRA_ZONE_OFF:
-            kind = (_read(zone / "type") or "").strip() or zone.name
+            kind = (read_text(zone / "type") or "").strip() or zone.name
             temps[f"{kind}_{zone.name[12:]}" if kind in temps else kind] = round(milli / 1000, 1)
     return temps
 
@@ -241,7 +226,7 @@ def _cuda_version(root: Path, run: Runner) -> tuple[str | None, str | None]:
     if smi := re.search(r"CUDA Version:\s*(\d+(?:\.\d+)*)", run(["nvidia-smi"]) or ""):
         return smi[1], "nvidia-smi"
     try:
-        version = json.loads(_read(root / "usr/local/cuda/version.json") or "")["cuda"]["version"]
+        version = json.loads(read_text(root / "usr/local/cuda/version.json") or "")["cuda"]["version"]
         if isinstance(version, str) and version:
             return version, "version.json"
     except (ValueError, KeyError, TypeError):
@@ -291,7 +276,7 @@ def _source_version(module: str) -> str | None:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return None
-    text = _read(Path(spec.origin)) if spec and spec.origin and spec.origin.endswith(".py") else None
+    text = read_text(Path(spec.origin)) if spec and spec.origin and spec.origin.endswith(".py") else None
     found = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", text or "", re.MULTILINE)
     return found[1] if found else None
 

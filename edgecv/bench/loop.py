@@ -4,6 +4,14 @@
 tensors, nothing else. "Loop" is ``edgecv run`` with no sinks: capture thread
 (decode), preprocessing thread (letterbox, normalize), inference, decode + NMS.
 Bare and loop runs alternate so drift affects both; medians are kept.
+
+Both run in this one process on one ONNX Runtime session, so they share its threads,
+caches and allocations; ``scripts/bench_run_vs_bare.py`` measures what a user sees
+(``edgecv run`` and bare inference as separate processes, start-up excluded by the
+loop's own clock). Differences to expect: start-up, page cache and allocator state
+are warm here; and on a machine busy with other work a process with more runnable
+threads (the loop's capture and preprocessing threads) gets a larger share of the
+cores, which moves the separate-process ratio more than this one.
 """
 
 from __future__ import annotations

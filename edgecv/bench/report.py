@@ -144,6 +144,11 @@ def render_loop_table(report: BenchReport) -> Table | None:
             _num(lb.loop_fps, "{:.1f}"),
             _num(lb.ratio, "{:.2f}"),
         )
+    table.caption = (
+        "one process, one ONNX Runtime session, bare and loop alternating (warm caches, no start-up); "
+        "separate processes, as users run them: scripts/bench_run_vs_bare.py"
+    )
+    table.caption_justify = "left"
     return table
 
 

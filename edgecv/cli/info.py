@@ -23,7 +23,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what a model knows about itself: task, classes, preprocessing, inputs and outputs."""
-    from edgecv.artifact import describe_model
+    from edgecv.engine.registry import describe_model
 
     details = describe_model(model)
     if as_json:

@@ -96,10 +96,10 @@ def _geometry(frame: Any, meta: ModelMeta) -> LetterboxGeometry:
     )
 
 
-def _launch(src: Any, out: Any, geometry: LetterboxGeometry, meta: ModelMeta, mean: Any, inv_std: Any, stream: Any) -> None:
+def _launch(kernel: Any, src: Any, out: Any, geometry: LetterboxGeometry, meta: ModelMeta, mean: Any, inv_std: Any, stream: Any) -> None:
     grid, block = launch_config(geometry.out)
     step_y, step_x, new_h, new_w, top, left, pad, _, _, rgb = kernel_args(geometry, meta)
-    _kernel()[grid, block, stream](src, out, step_y, step_x, new_h, new_w, top, left, pad, mean, inv_std, rgb)
+    kernel[grid, block, stream](src, out, step_y, step_x, new_h, new_w, top, left, pad, mean, inv_std, rgb)
 
 
 class GpuPreprocessor:
@@ -121,10 +121,13 @@ class GpuPreprocessor:
         zero_copy: read frames from mapped host memory (default: on integrated GPUs).
         device: the CUDA device (the engine's); numba then uses its primary context on this
             thread, the context cuda-python and TensorRT use.
+        _cuda, _kernel: stand-ins for ``numba.cuda`` and the kernel (the tests' CUDA simulator).
     """
 
-    def __init__(self, meta: ModelMeta, stream: Any = None, *, zero_copy: bool | None = None, device: int | None = None) -> None:
-        cuda = require("numba.cuda", extra="tensorrt")
+    def __init__(
+        self, meta: ModelMeta, stream: Any = None, *, zero_copy: bool | None = None, device: int | None = None, _cuda: Any = None, _kernel: Any = None
+    ) -> None:
+        cuda = _cuda or require("numba.cuda", extra="tensorrt")
         if meta.preprocess_in_graph:
             raise ValueError("this model preprocesses in its graph: feed the letterboxed uint8 frame instead")
         if device is not None:
@@ -142,6 +145,7 @@ class GpuPreprocessor:
         self._out: Any = None
         self._events = (cuda.event(), cuda.event())
         self._pending = False
+        self._kernel = _kernel
 
     def __call__(self, frame: np.ndarray | Any) -> tuple[Any, LetterboxTransform]:
         """``frame`` (BGR uint8 (H, W, 3), host or device array) -> (the (1, 3, h, w) float32 device array, transform)."""
@@ -154,7 +158,7 @@ class GpuPreprocessor:
         out_h, out_w = geometry.out
         if self._out is None or tuple(self._out.shape) != (1, 3, out_h, out_w):
             self._out = self._cuda.device_array((1, 3, out_h, out_w), np.float32, stream=self.stream)
-        _launch(src, self._out, geometry, self.meta, self._mean, self._inv_std, self.stream)
+        _launch(self._kernel or _kernel(), src, self._out, geometry, self.meta, self._mean, self._inv_std, self.stream)
         end.record(self.stream)
         self._pending = True
         return self._out, geometry.transform

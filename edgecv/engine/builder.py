@@ -120,20 +120,20 @@ def build_engine(
     """
     from edgecv.engine import trt_compat
     from edgecv.engine.manifest import build_command, current_environment
-    from edgecv.export.convert import read_meta
-    from edgecv.export.graph import load_onnx
+    from edgecv.engine.onnxruntime import read_onnx_meta
+    from edgecv.graph.onnx_graph import load_onnx
 
     trt = trt or trt_compat.import_tensorrt()
     start = time.perf_counter()
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise ConfigError(f"{onnx_path} not found", hint="pass the .onnx that `edgecv export` (or calibrate/convert) wrote")
-    meta = with_input_size(read_meta(onnx_path), options.imgsz, square=options.square, model=Path(onnx_path).name)
+    meta = with_input_size(read_onnx_meta(onnx_path), options.imgsz, square=options.square, model=Path(onnx_path).name)
     major = trt_compat.trt_version(trt)[0]
     if options.hardware_compat is not None:
-        from edgecv.bench.environment import collect_environment
+        from edgecv.machine import is_jetson
 
-        if collect_environment().get("jetson"):
+        if is_jetson():
             raise ConfigError("--hardware-compat is not supported on JetPack (TensorRT's hardware compatibility is for discrete GPUs)", hint="build on each Jetson model, or drop --hardware-compat")
     plan = trt_compat.plan_build(
         major, meta.precision, options.precision,
@@ -144,7 +144,7 @@ def build_engine(
         log.info("%s", note)
     graph_bytes = onnx_path.read_bytes()
     if plan.graph == "fp16":
-        from edgecv.quant.fp16 import convert_fp16
+        from edgecv.graph.fp16 import convert_fp16
 
         converted, meta = convert_fp16(load_onnx(onnx_path), meta)
         graph_bytes = converted.SerializeToString()
@@ -179,12 +179,12 @@ def build_engine(
         raise EngineError(f"TensorRT rejected the optimization profile of {onnx_path.name}", hint="pass --batch MIN:OPT:MAX within the model's limits")
     calibrator = None
     if plan.implicit_int8_cache:
-        from edgecv.quant.trt_calibrator import CalibrationBatches, make_entropy_calibrator
+        from edgecv.engine.trt_calibrator import CalibrationBatches, make_entropy_calibrator
 
         cache = Path(plan.implicit_int8_cache)
         if not cache.is_file():
             raise ConfigError(f"calibration cache {cache} not found", hint="edgecv calibrate MODEL.onnx IMAGES writes MODEL.calib")
-        from edgecv.export.graph import tensor_names
+        from edgecv.graph.onnx_graph import tensor_names
 
         if network.num_inputs != 1:
             raise ConfigError("implicit INT8 (--calib-cache) supports models with one input", hint="build from the Q/DQ graph of edgecv calibrate")

@@ -67,9 +67,14 @@ def _sm(cc: str | None) -> int:
 
 
 def current_environment(trt: Any, cudart: Any = None, device: int = 0) -> dict[str, Any]:
-    """TensorRT/CUDA versions, the GPU's name and compute capability, DLA cores and L4T (Jetson) of this machine."""
-    from edgecv.bench.environment import collect_environment
+    """What :func:`check_compatible` compares, and nothing more: TensorRT and the driver's CUDA versions,
+    the GPU's name and compute capability, and the L4T release (Jetson, from ``/etc/nv_tegra_release``).
+
+    Cheap and bounded: no subprocess, no survey of the machine (that is :mod:`edgecv.bench.environment`'s job,
+    for benchmark reports), so loading an engine cannot stall on ``nvidia-smi`` or ``nvpmodel``.
+    """
     from edgecv.engine.trt_compat import check_cuda
+    from edgecv.machine import l4t_release
 
     env: dict[str, Any] = {"tensorrt": trt.__version__}
     if cudart is not None:
@@ -79,6 +84,5 @@ def current_environment(trt: Any, cudart: Any = None, device: int = 0) -> dict[s
         # the driver's CUDA version: cudaRuntimeGetVersion only gives the version cuda-python was built for
         version = check_cuda(cudart, cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
         env["cuda"] = f"{version // 1000}.{version % 1000 // 10}"
-    jetson = collect_environment().get("jetson") or {}
-    env["l4t"] = jetson.get("l4t")
+    env["l4t"] = l4t_release()
     return env

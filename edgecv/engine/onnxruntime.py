@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,28 @@ def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
     return resolved
 
 
+def default_threads() -> int | None:
+    """Intra-op threads when none are asked for: the cores this process may run on when that is
+    fewer than the machine's (``taskset``, a container's cpuset), where ONNX Runtime would start one
+    thread per core of the machine and oversubscribe; else None (ONNX Runtime's default)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    usable = len(os.sched_getaffinity(0))
+    return usable if usable < (os.cpu_count() or usable) else None
+
+
+def read_onnx_meta(path: Path) -> ModelMeta:
+    """The model's metadata: edgecv's when present (read with onnx, so TensorRT-only graphs work too), else recognised."""
+    from edgecv.graph.onnx_graph import load_onnx
+
+    model = load_onnx(path)
+    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
+    if meta is not None:
+        return meta
+    with OnnxRuntimeEngine(path) as engine:
+        return engine.meta
+
+
 class OnnxRuntimeEngine(BaseEngine):
     """An ``.onnx`` model on ONNX Runtime.
 
@@ -84,11 +107,17 @@ class OnnxRuntimeEngine(BaseEngine):
     Args:
         path: the .onnx file.
         providers: "auto", a provider name ("cpu", "cuda", "tensorrt") or a list.
-        threads: intra-op threads (None: ONNX Runtime's default, one per core).
-        stop_spinning: stop the worker threads' busy-wait when a run ends. A lone model is
-            fastest with the default (threads spin between runs); with several models
-            taking turns, idle models' spinning threads steal the cores of the running one
-            (measured: a 5.3 ms model read 8.0 ms), so ``edgecv bench`` sets this then.
+        threads: intra-op threads (None: :func:`default_threads`, one per core this process may use).
+        spinning: let idle intra-op threads busy-wait for the next parallel section (ONNX
+            Runtime's own default). Off by default: a model in edgecv shares the cores with a
+            decode thread, a preprocessing thread and whatever else runs on the robot, and a
+            spinning worker holds a core they need. Measured with YOLOv8n at 320 on a 2-core
+            machine (``scripts/bench_run_vs_bare.py``, separate processes): idle, spinning bare
+            inference ran 182 FPS against 148 without; with other processes busy, spinning
+            doubled the CPU time per inference (18-21 vs 10.5-11 ms) and bare inference fell
+            to 10-23 FPS against 21-88 without. Pass True for a lone model on an idle machine.
+        stop_spinning: with ``spinning=True``, stop the worker threads' busy-wait when a run
+            ends (several models taking turns; ``edgecv bench`` sets this then).
         task, names: override or supply metadata for ONNX files edgecv did not write.
         layout: the output layout of such a file when its shapes cannot tell (see
             :func:`edgecv.artifact.infer_meta`); ignored (must be None) with edgecv metadata.
@@ -103,6 +132,7 @@ class OnnxRuntimeEngine(BaseEngine):
         providers: Sequence[str] | str | None = None,
         threads: int | None = None,
         stop_spinning: bool = False,
+        spinning: bool = False,
         task: str | None = None,
         names: Sequence[str] | None = None,
         layout: str | None = None,
@@ -114,8 +144,11 @@ class OnnxRuntimeEngine(BaseEngine):
             raise ArtifactError(f"{path} is empty", hint="re-export or re-copy the model file")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if not threads and (threads := default_threads()):
+            log.info("ONNX Runtime: %d intra-op threads (the CPUs this process may use)", threads)
         if threads:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         if stop_spinning:
             options.add_session_config_entry("session.force_spinning_stop", "1")
         chosen = resolve_providers(providers)

@@ -7,7 +7,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgecv._optional import is_available
+from edgecv.artifact import ModelMeta
 from edgecv.engine.base import BaseEngine
 from edgecv.errors import ArtifactError, ConfigError
 
@@ -57,3 +60,42 @@ def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> Base
     module_name, class_name, _, _ = BACKENDS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(path, **options)
+
+
+def describe_model(path: Path) -> dict[str, Any]:
+    """Everything a model file says about itself, for ``edgecv info`` (JSON-ready)."""
+    from edgecv.artifact import read_sidecar
+
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"model file not found: {path}", hint="check the path")
+    details: dict[str, Any] = {"file": str(path), "size_mb": round(path.stat().st_size / 1e6, 3)}
+    if backend_for(path) == "tensorrt":
+        meta, engine_info = read_sidecar(path)
+        details.update({"backend": "tensorrt", "metadata": "engine manifest", **_meta_fields(meta), "engine": engine_info})
+        return details
+    with load_engine(path) as engine:
+        details.update(
+            {
+                "backend": engine.backend,
+                "metadata": getattr(engine, "meta_source", "edgecv metadata"),
+                **_meta_fields(engine.meta),
+                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name} for s in engine.inputs],
+                "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name} for s in engine.outputs],
+                "providers": list(getattr(engine, "providers", [])),
+            }
+        )
+    return details
+
+
+def _meta_fields(meta: ModelMeta) -> dict[str, Any]:
+    reason = meta.extra.get("layout_reason")
+    if meta.arch == "foreign" and reason:
+        how = f"recognised: {reason}"
+    else:
+        how = f"{meta.output_format}, from edgecv metadata (written when the model was exported)"
+    data: dict[str, Any] = {"output_layout": how}
+    data.update(meta.to_dict())
+    data["num_classes"] = meta.num_classes
+    data["names"] = list(meta.names)
+    return data

@@ -110,7 +110,7 @@ class TensorRTEngine(BaseEngine):
         cuda_graph: capture the enqueue into a CUDA graph and replay it while shapes and
             input addresses stay the same (static-shape engines fed from reused buffers,
             as ``edgecv run`` does); saves the per-layer launch cost on small models.
-        threads, providers, stop_spinning: ONNX Runtime options; accepted so that callers can pass
+        threads, providers, stop_spinning, spinning: ONNX Runtime options; accepted so that callers can pass
             the same options to any model file, and ignored.
     """
 
@@ -127,6 +127,7 @@ class TensorRTEngine(BaseEngine):
         threads: int | None = None,
         providers: Any = None,
         stop_spinning: bool = False,
+        spinning: bool = False,
         _trt: Any = None,
         _cudart: Any = None,
     ) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecv.artifact import ModelMeta
+from edgecv.engine.onnxruntime import read_onnx_meta as read_meta
 from edgecv.export.graph import load_onnx, save_onnx
 
 
@@ -25,18 +26,6 @@ class NmsOptions:
         from edgecv.export.nms import check_nms_options
 
         check_nms_options(self.kind, self.iou, self.conf, self.max_det)
-
-
-def read_meta(path: Path) -> ModelMeta:
-    """The model's metadata: edgecv's when present (read with onnx, so TensorRT-only graphs work too), else recognised."""
-    model = load_onnx(path)
-    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
-    if meta is not None:
-        return meta
-    from edgecv.engine.onnxruntime import OnnxRuntimeEngine
-
-    with OnnxRuntimeEngine(path) as engine:
-        return engine.meta
 
 
 def convert_onnx(

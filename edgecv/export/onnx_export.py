@@ -322,8 +322,8 @@ def _agreement(ref: np.ndarray, got: np.ndarray, task: str) -> tuple[int, int]:
     if task == "segment":
         same = ref.argmax(1) == got.argmax(1)
         return int(same.sum()), int(same.size)
-    from edgecv.bench.accuracy import box_iou_coco
     from edgecv.vision.decode import decode_yolov8
+    from edgecv.vision.iou import box_iou_coco
 
     ref_boxes, _, ref_cls = decode_yolov8(ref, 0.25, 0.45)
     got_boxes, _, got_cls = decode_yolov8(got, 0.25, 0.45)

@@ -78,10 +78,10 @@ def test_build_writes_plan_manifest_and_profile(onnx_copy: Path, version: str) -
     trt = fake_trt.make(version)
     phases: list[tuple[str, int, int]] = []
     report = build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(workspace_mb=512), progress=lambda *a: phases.append(a), trt=trt)
-    builder = trt.last_builder
-    assert builder.network.flags == (1 << 1 if version.startswith("10") else 0)  # strongly typed (implicit on 11)
-    assert builder.config.pool == (trt.MemoryPoolType.WORKSPACE, 512 << 20)
-    assert builder.config.profiles[0].shapes["images"] == ((1, 3, 64, 64), (1, 3, 256, 256), (16, 3, 256, 256))
+    builder = trt._last_builder
+    assert builder._network.flags == (1 << 1 if version.startswith("10") else 0)  # strongly typed (implicit on 11)
+    assert builder._config._pool == (trt.MemoryPoolType.WORKSPACE, 512 << 20)
+    assert builder._config._profiles[0]._shapes["images"] == ((1, 3, 64, 64), (1, 3, 256, 256), (16, 3, 256, 256))
     assert report.path.read_bytes().startswith(b"PLAN:") and phases[-1] == ("Building engine", 2, 2)
     meta, info = read_sidecar(report.path)
     assert meta.precision == "fp32" and meta.names == ("circle", "rectangle", "triangle", "star")
@@ -92,14 +92,14 @@ def test_build_writes_plan_manifest_and_profile(onnx_copy: Path, version: str) -
 def test_fp16_on_tensorrt11_converts_the_graph(onnx_copy: Path) -> None:
     trt = fake_trt.make("11.1.0")  # has no BuilderFlag.FP16: setting it would raise
     report = build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="fp16"), trt=trt)
-    assert report.precision == "fp16" and trt.last_builder.config.flags == set()
+    assert report.precision == "fp16" and trt._last_builder._config.flags == set()
     assert read_sidecar(report.path)[0].extra["fp16"]["kept_fp32_nodes"] > 0
 
 
 def test_best_on_tensorrt10_uses_weak_typing(onnx_copy: Path) -> None:
     trt = fake_trt.make("10.3.0")
     build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="best", sparsity=True), trt=trt)
-    assert trt.last_builder.network.flags == 0 and trt.last_builder.config.flags == {"FP16", "SPARSE_WEIGHTS"}
+    assert trt._last_builder._network.flags == 0 and trt._last_builder._config.flags == {"FP16", "SPARSE_WEIGHTS"}
 
 
 def test_implicit_int8_from_a_cache_on_tensorrt10(onnx_copy: Path, tmp_path: Path) -> None:
@@ -108,8 +108,8 @@ def test_implicit_int8_from_a_cache_on_tensorrt10(onnx_copy: Path, tmp_path: Pat
     cache = write_cache(tmp_path / "det.calib", {"images": 1.0})
     trt = fake_trt.make("10.3.0")
     build_engine(onnx_copy, tmp_path / "det.engine", BuildOptions(precision="int8", calib_cache=cache), trt=trt)
-    config = trt.last_builder.config
-    assert config.flags == {"INT8", "FP16"} and config.calibration_profile is config.profiles[0]
+    config = trt._last_builder._config
+    assert config.flags == {"INT8", "FP16"} and config._calibration_profile is config._profiles[0]
     assert config.int8_calibrator.read_calibration_cache() == cache.read_bytes()
 
 
@@ -133,8 +133,8 @@ def test_device_and_build_failures(onnx_copy: Path) -> None:
         build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="fp16", dla_core=0), trt=fake_trt.make("10.3.0"))
     trt = fake_trt.make("10.3.0", dla_cores=2)
     build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(precision="fp16", dla_core=1, gpu_fallback=True), trt=trt)
-    assert trt.last_builder.config.DLA_core == 1 and trt.last_builder.config.flags == {"GPU_FALLBACK", "FP16"}
-    assert trt.last_builder.network.flags == 0  # DLA on TensorRT 10: weakly typed, precision from the flags
+    assert trt._last_builder._config.DLA_core == 1 and trt._last_builder._config.flags == {"GPU_FALLBACK", "FP16"}
+    assert trt._last_builder._network.flags == 0  # DLA on TensorRT 10: weakly typed, precision from the flags
     with pytest.raises(ConfigError, match="--hardware-compat same-cc needs a newer TensorRT than 10.3.0"):
         build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="same-cc"), trt=trt)
     build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="same-cc"), trt=fake_trt.make("10.9.0"))
@@ -217,8 +217,8 @@ def test_errors_tensorrt_would_swallow_in_callbacks_are_raised(onnx_copy: Path, 
 
 
 def test_hardware_compat_is_refused_on_jetpack(onnx_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgecv.bench.environment as environment
+    import edgecv.machine as machine
 
-    monkeypatch.setattr(environment, "collect_environment", lambda: {"jetson": {"l4t": "36.4.0"}})
+    monkeypatch.setattr(machine, "is_jetson", lambda root=None: True)
     with pytest.raises(ConfigError, match="not supported on JetPack"):
         build_engine(onnx_copy, onnx_copy.with_suffix(".engine"), BuildOptions(hardware_compat="ampere+"), trt=fake_trt.make("10.3.0"))

@@ -86,3 +86,23 @@ def test_shipped_detector_metadata(det_onnx: Path) -> None:
         assert engine.inputs[0].shape == (-1, 3, -1, -1)
         out = engine.infer({"images": np.zeros((1, 3, 192, 256), np.float32)})
         assert next(iter(out.values())).shape == (1, 8, (24 * 32 + 12 * 16 + 6 * 8))
+
+
+def test_threads_follow_cpu_affinity_and_workers_do_not_spin(det_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spinning workers take cores from the capture/preprocessing threads (scripts/bench_run_vs_bare.py); taskset limits count."""
+    import os
+
+    from edgecv.engine import onnxruntime as ort_backend
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert ort_backend.default_threads() == 1  # pinned to one core of four: one thread, not four
+    with ort_backend.OnnxRuntimeEngine(det_onnx) as engine:
+        options = engine.session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert ort_backend.default_threads() is None  # every core: ONNX Runtime's own count (physical cores)
+    with ort_backend.OnnxRuntimeEngine(det_onnx, spinning=True, threads=2) as engine:
+        options = engine.session.get_session_options()
+        assert options.intra_op_num_threads == 2 and options.get_session_config_entry("session.intra_op.allow_spinning") == "1"

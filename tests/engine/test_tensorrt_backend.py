@@ -1,17 +1,18 @@
-"""The TensorRT backend's host logic (manifest check, name-based I/O, buffers, threads) on a fake TensorRT + CUDA.
+"""The TensorRT backend's host logic (manifest check, name-based I/O, buffers, threads, CUDA graphs) on the CUDA simulator.
 
-The fake CUDA hands out real host memory (ctypes buffers), so the pinned-buffer views,
-the async copies and the output shapes are exercised for real; a GPU test (gpu + tensorrt
+:mod:`cuda_sim` defers every copy and enqueue until a synchronization, keeps device memory
+apart from host memory and poisons freed memory, so a missing sync or a host/device pointer
+mix-up fails these tests (``scripts/mutation_check.py`` shows it); a GPU test (gpu + tensorrt
 markers) runs the shipped detector through TensorRT and compares it with ONNX Runtime.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import shutil
+import subprocess
+import sys
 import threading
-import types
 from pathlib import Path
 
 import numpy as np
@@ -20,100 +21,15 @@ import pytest
 pytest.importorskip("onnx")
 
 import fake_trt  # noqa: E402
-from fake_trt import FakeCudart  # noqa: E402
+from cuda_sim import CudaSim, SimError, cudaMemcpyKind  # noqa: E402
 
 from edgecv.engine.builder import build_engine  # noqa: E402
 from edgecv.engine.tensorrt import TensorRTEngine  # noqa: E402
 from edgecv.errors import EngineError  # noqa: E402
 
 
-def _with_runtime(trt: object, deserialized: list, cudart: FakeCudart | None = None, *, nms: bool = False, dla_cores: int = 0) -> object:
-    """Add the runtime side: an engine with images (-1, 3, -1, -1) -> output0 (B, 8, 4) = per-image channel means.
-
-    ``nms``: the outputs of an in-graph NMS instead, 8 rows: image b has ``num_dets`` b + 2, ``boxes`` rows
-    filled with (b, row, mean, 0), ``scores``/``classes`` = row. With ``cudart``, an enqueue on a capturing
-    stream is recorded with the addresses and shapes of that moment (as a CUDA graph fixes them).
-    """
-    names = ["images", "num_dets", "boxes", "scores", "classes"] if nms else ["images", "output0"]
-
-    class Context:
-        def __init__(self) -> None:
-            self.shapes: dict[str, tuple] = {}
-            self.addresses: dict[str, int] = {}
-            self.enqueues = 0
-
-        def set_input_shape(self, name: str, shape: tuple) -> bool:
-            if shape[0] > 16:
-                return False
-            self.shapes[name] = tuple(shape)
-            return True
-
-        def get_tensor_shape(self, name: str) -> tuple:
-            b = self.shapes["images"][0]
-            return {"output0": (b, 8, 4), "num_dets": (b, 1), "boxes": (b, 8, 4), "scores": (b, 8), "classes": (b, 8)}[name]
-
-        def set_tensor_address(self, name: str, ptr: int) -> None:
-            self.addresses[name] = ptr
-
-        def execute_async_v3(self, stream: int) -> bool:
-            addresses, shape = dict(self.addresses), self.shapes["images"]
-            if cudart is None or not cudart.capture(stream, lambda: self._run(addresses, shape)):
-                self._run(addresses, shape)
-            return True
-
-        def _run(self, addresses: dict[str, int], shape: tuple) -> None:
-            self.enqueues += 1
-            n = int(np.prod(shape))
-            x = np.frombuffer((ctypes.c_float * n).from_address(addresses["images"]), np.float32).reshape(shape)
-            b, mean = shape[0], x.mean(axis=(1, 2, 3))
-            if nms:
-                rows = np.arange(8, dtype=np.float32)
-                boxes = np.zeros((b, 8, 4), np.float32)
-                boxes[..., 0], boxes[..., 1], boxes[..., 2] = np.arange(b)[:, None], rows, mean[:, None]
-                outs = {"num_dets": np.arange(2, b + 2, dtype=np.int32)[:, None], "boxes": boxes,
-                        "scores": np.tile(rows, (b, 1)), "classes": np.tile(rows.astype(np.int32), (b, 1))}  # fmt: skip
-            else:
-                outs = {"output0": np.zeros((b, 8, 4), np.float32)}
-                outs["output0"][:, :3, 0] = x.mean(axis=(2, 3))
-            for name, out in outs.items():
-                ctypes.memmove(addresses[name], out.ctypes.data, out.nbytes)
-
-    class Engine:
-        num_io_tensors = len(names)
-
-        def get_tensor_name(self, i: int) -> str:
-            return names[i]
-
-        def get_tensor_mode(self, name: str) -> int:
-            return 0 if name == "images" else 1
-
-        def get_tensor_dtype(self, name: str) -> str:
-            return "int32" if name in ("num_dets", "classes") else "float32"
-
-        def get_tensor_shape(self, name: str) -> tuple:
-            shapes = {"images": (-1, 3, -1, -1), "output0": (-1, 8, -1), "num_dets": (-1, 1), "boxes": (-1, 8, 4), "scores": (-1, 8), "classes": (-1, 8)}
-            return shapes[name]
-
-        def create_execution_context(self) -> Context:
-            return Context()
-
-    class Runtime:
-        __slots__ = ("engine_host_code_allowed", "DLA_core")  # host code: TensorRT >= 8.6, for version-compatible plans
-
-        num_DLA_cores = dla_cores  # noqa: N815 (read-only in TensorRT)
-
-        def __init__(self, logger: object) -> None:
-            self.engine_host_code_allowed = False
-            self.DLA_core = -1
-
-        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
-            deserialized.append((data, self.engine_host_code_allowed))
-            return Engine() if data.startswith(b"PLAN") else None
-
-    trt.Runtime = Runtime
-    trt.TensorIOMode = types.SimpleNamespace(INPUT=0, OUTPUT=1)
-    trt.nptype = np.dtype
-    return trt
+def _trt(version: str, sim: CudaSim, deserialized: list | None = None, **options: object) -> object:
+    return fake_trt.with_runtime(fake_trt.make(version), sim, deserialized, **options)
 
 
 @pytest.fixture
@@ -130,16 +46,17 @@ def engine_file(det_onnx: Path, tmp_path: Path) -> Path:
 
 def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> None:
     deserialized: list = []
-    trt, cudart = _with_runtime(fake_trt.make("10.3.0"), deserialized), FakeCudart()
-    engine = TensorRTEngine(engine_file, device=1, threads=2, _trt=trt, _cudart=cudart)  # ONNX Runtime options are ignored
+    sim = CudaSim()
+    engine = TensorRTEngine(engine_file, device=1, threads=2, _trt=_trt("10.3.0", sim, deserialized), _cudart=sim)  # ORT options are ignored
     assert [s.name for s in engine.inputs] == ["images"] and engine.outputs[0].shape == (-1, 8, -1)
     assert engine.meta.names == ("circle", "rectangle", "triangle", "star")
     x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
     out = engine.infer({"images": x})["output0"].copy()  # outputs live in reused pinned buffers
     np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
-    assert engine.last_gpu_ms == 1.25  # CUDA-event time of the enqueue
+    assert engine.last_gpu_ms == pytest.approx(2.0)  # CUDA events around the enqueue: the simulated network time, copies excluded
     big = np.random.default_rng(1).random((4, 3, 128, 160), dtype=np.float32)  # larger: buffers grow once
     np.testing.assert_allclose(engine.infer({"images": big})["output0"][:, :3, 0], big.mean(axis=(2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(engine.infer({"images": x})["output0"], out)  # smaller again, in the grown buffers
     with pytest.raises(EngineError, match="outside the engine's optimization profile"):
         engine.infer({"images": np.zeros((17, 3, 64, 64), np.float32)})
     results = {}
@@ -151,39 +68,53 @@ def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> No
     thread.start()
     thread.join()
     np.testing.assert_allclose(results["thread"], out)
-    assert cudart.streams == 2  # one stream (and context) per thread
-    assert cudart.stream_devices == {1: 1, 2: 1}  # each on the engine's GPU, whichever thread made it
+    assert len(sim.stream_devices) == 2 and set(sim.stream_devices.values()) == {1}  # a stream per thread, on the engine's GPU
     engine.close()
-    assert not cudart.blocks  # every device and pinned buffer freed
+    assert not sim.live()  # every device and pinned buffer freed
     assert len(deserialized) == 1
 
 
 def test_mismatched_engine_is_refused_before_deserializing(engine_file: Path) -> None:
     deserialized: list = []
-    trt = _with_runtime(fake_trt.make("10.7.0"), deserialized)
+    trt = _trt("10.7.0", CudaSim(), deserialized)
     with pytest.raises(EngineError, match="built with TensorRT 10.3.0, this machine has TensorRT 10.7.0") as err:
-        TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart())
+        TensorRTEngine(engine_file, _trt=trt, _cudart=CudaSim())
     assert "edgecv build-engine" in err.value.hint and not deserialized
     with pytest.raises(EngineError, match=r"sm_87\), this GPU is Orin \(sm_89\)"):
-        TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), deserialized), _cudart=FakeCudart(cc=(8, 9)))
+        TensorRTEngine(engine_file, _trt=_trt("10.3.0", CudaSim(), deserialized), _cudart=CudaSim(cc=(8, 9)))
     manifest = engine_file.with_name(engine_file.name + ".json")
     data = json.loads(manifest.read_text())
     data["engine"]["version_compatible"] = True  # built with --version-compatible: a newer runtime may load it
     manifest.write_text(json.dumps(data))
-    TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart()).close()
+    TensorRTEngine(engine_file, _trt=trt, _cudart=CudaSim()).close()
     assert deserialized[-1][1]  # with its lean runtime's host code allowed
     data["engine"]["dla_core"] = 1  # built for a DLA core: refused where there is none, run on that core where there is
     manifest.write_text(json.dumps(data))
     with pytest.raises(EngineError, match="built for DLA core 1, this device has no DLA"):
-        TensorRTEngine(engine_file, _trt=trt, _cudart=FakeCudart())
-    engine = TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.7.0"), deserialized, dla_cores=2), _cudart=FakeCudart())
+        TensorRTEngine(engine_file, _trt=trt, _cudart=CudaSim())
+    engine = TensorRTEngine(engine_file, _trt=_trt("10.7.0", CudaSim(), deserialized, dla_cores=2), _cudart=CudaSim())
     assert engine._runtime.DLA_core == 1
     engine.close()
     data["engine"]["dla_core"] = None
     manifest.write_text(json.dumps(data))
     engine_file.write_bytes(b"garbage")
     with pytest.raises(EngineError, match="could not deserialize"):
-        TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), deserialized), _cudart=FakeCudart())
+        TensorRTEngine(engine_file, _trt=_trt("10.3.0", CudaSim(), deserialized), _cudart=CudaSim())
+
+
+def test_loading_an_engine_does_not_survey_the_machine(engine_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest check reads TensorRT, the GPU and /etc/nv_tegra_release only: no nvidia-smi, nvcc, dpkg-query, nvpmodel."""
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"loading an engine ran a command: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setitem(sys.modules, "edgecv.bench.environment", None)  # importing the survey would raise
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    sim = CudaSim()
+    with TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim), _cudart=sim) as engine:
+        assert engine.infer({"images": np.ones((1, 3, 8, 8), np.float32)})["output0"][0, 0, 0] == 1.0
 
 
 @pytest.mark.gpu
@@ -202,32 +133,58 @@ def test_shipped_detector_on_tensorrt_matches_onnxruntime(det_onnx: Path, tmp_pa
             np.testing.assert_allclose(got, ref, atol=1e-2, rtol=1e-3)  # FP32 engine (TF32 may round)
 
 
-def test_inputs_already_on_the_gpu_skip_the_upload(engine_file: Path) -> None:
-    trt, cudart = _with_runtime(fake_trt.make("10.3.0"), []), FakeCudart()
-    engine = TensorRTEngine(engine_file, _trt=trt, _cudart=cudart)
-    x = np.random.default_rng(2).random((1, 3, 32, 48), dtype=np.float32)
+def _device_input(sim: CudaSim, x: np.ndarray, stream: int = 0) -> object:
+    """``x`` in simulated device memory, written on ``stream`` (async when it is not 0), as numba / CuPy arrays expose it."""
+    ptr = sim.cudaMalloc(x.nbytes)[1]
+    staging = sim.cudaMallocHost(x.nbytes)[1]
+    np.frombuffer((np.ctypeslib.as_ctypes_type(np.uint8) * x.nbytes).from_address(staging), np.uint8)[:] = x.view(np.uint8).ravel()
+    sim.cudaMemcpyAsync(ptr, staging, x.nbytes, cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
 
-    class DeviceArray:  # what numba / CuPy arrays expose (here backed by host memory, as the fake CUDA is)
-        __cuda_array_interface__ = {"shape": x.shape, "typestr": "<f4", "data": (x.ctypes.data, False), "version": 3, "strides": None}
+    class DeviceArray:
+        __cuda_array_interface__ = {"shape": x.shape, "typestr": "<f4", "data": (ptr, False), "version": 3, "strides": None,
+                                    **({"stream": stream} if stream else {})}  # fmt: skip
 
-    out = engine.infer_on_device({"images": DeviceArray()})["output0"]
+    return DeviceArray()
+
+
+def test_inputs_already_on_the_gpu_skip_the_upload_and_wait_for_their_stream(engine_file: Path) -> None:
+    sim = CudaSim()
+    engine = TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim), _cudart=sim)
+    rng = np.random.default_rng(2)
+    x = rng.random((1, 3, 32, 48), dtype=np.float32)
+    out = engine.infer_on_device({"images": _device_input(sim, x)})["output0"]  # written on the default stream (done at once)
     np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
     assert "images" not in engine._state().buffers  # nothing uploaded
-    assert not cudart.waits  # no producer stream named: nothing to wait for
-    for stream, waits in ((engine.stream, 0), (77, 1)):  # written on another stream: TensorRT's stream waits on an event
-        DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "stream": stream}
-        engine.infer_on_device({"images": DeviceArray()})
-        assert len(cudart.waits) == waits
-    assert cudart.waits == [(engine._state().stream, engine._state().handoff)]
-    DeviceArray.__cuda_array_interface__ = {**DeviceArray.__cuda_array_interface__, "typestr": "<f2"}
+    assert not sim.waits  # no producer stream named: nothing to wait for
+    producer = sim.cudaStreamCreate()[1]
+    for i in range(2):  # written on another stream and not synchronized: TensorRT's stream must wait for it
+        y = rng.random((1, 3, 32, 48), dtype=np.float32)
+        got = engine.infer_on_device({"images": _device_input(sim, y, producer)})["output0"]
+        np.testing.assert_allclose(got[0, :3, 0], y.mean(axis=(2, 3))[0], rtol=1e-6)
+        assert sim.waits[-1] == (engine._state().stream, engine._state().handoff) and len(sim.waits) == i + 1
+    engine.infer_on_device({"images": _device_input(sim, x, engine.stream)})  # already on TensorRT's stream: no wait
+    assert len(sim.waits) == 2
+    bad = _device_input(sim, x)
+    bad.__cuda_array_interface__ = {**bad.__cuda_array_interface__, "typestr": "<f2"}
     with pytest.raises(EngineError, match="on the GPU"):
-        engine.infer_on_device({"images": DeviceArray()})
+        engine.infer_on_device({"images": bad})
+
+    class HostArray:  # a host buffer claiming to be on the GPU: the network's read of it fails
+        __cuda_array_interface__ = {"shape": x.shape, "typestr": "<f4", "data": (x.ctypes.data - x.ctypes.data % 256 + 256, False), "version": 3}
+
+    with pytest.raises((SimError, EngineError)):
+        engine.infer_on_device({"images": HostArray()})
+    misaligned = _device_input(sim, np.zeros((1, 3, 32, 49), np.float32))
+    misaligned.__cuda_array_interface__ = {**misaligned.__cuda_array_interface__, "shape": x.shape,
+                                           "data": (misaligned.__cuda_array_interface__["data"][0] + 4, False)}  # fmt: skip
+    with pytest.raises(EngineError, match="refused the address"):  # TensorRT wants 256-byte aligned tensors
+        engine.infer_on_device({"images": misaligned})
     engine.close()
 
 
 def test_in_graph_nms_brings_back_only_the_detections(engine_file: Path) -> None:
-    cudart = FakeCudart()
-    engine = TensorRTEngine(engine_file, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart, nms=True), _cudart=cudart)
+    sim = CudaSim()
+    engine = TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim, nms=True), _cudart=sim)
     x = np.random.default_rng(3).random((3, 3, 32, 32), dtype=np.float32)
     out = engine.infer({"images": x})
     np.testing.assert_array_equal(out["num_dets"][:, 0], [2, 3, 4])
@@ -236,8 +193,9 @@ def test_in_graph_nms_brings_back_only_the_detections(engine_file: Path) -> None
     np.testing.assert_array_equal(out["boxes"][:, :, 1], [[0, 1, 2, 3]] * 3)
     np.testing.assert_allclose(out["boxes"][:, 0, 2], x.mean(axis=(1, 2, 3)), rtol=1e-6)
     np.testing.assert_array_equal(out["classes"][2], [0, 1, 2, 3])
+    np.testing.assert_array_equal(out["scores"][1], [0, 1, 2, 3])
     # one strided copy per row output: 4 rows of 16 bytes from blocks 8 * 16 bytes apart, for 3 images
-    assert (16 * 4, 16 * 8, 16 * 4, 3) in cudart.copies_2d and (4 * 4, 4 * 8, 4 * 4, 3) in cudart.copies_2d
+    assert (16 * 4, 16 * 8, 16 * 4, 3) in sim.copies_2d and (4 * 4, 4 * 8, 4 * 4, 3) in sim.copies_2d
     import edgecv.vision.decode as decode
 
     xyxy, scores, class_ids = decode.decode_nms_outputs(engine.infer({"images": x[:1]}))
@@ -254,37 +212,33 @@ def test_detection_copy_math() -> None:
 
 
 def test_cuda_graph_is_captured_once_and_replayed_until_shape_or_address_change(engine_file: Path) -> None:
-    cudart = FakeCudart()
-    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart), _cudart=cudart)
+    sim = CudaSim()
+    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_trt("10.3.0", sim), _cudart=sim)
     rng = np.random.default_rng(4)
     frames = [rng.random((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
     for x in frames:  # 1st: plain enqueue (TensorRT's lazy setup), 2nd: capture + launch, then replays
         np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
-    assert cudart.graph_launches == 3 and len(cudart.graphs) == 1
+    assert sim.graph_launches == 3 and len(sim.execs) == 1
+    assert engine.last_gpu_ms == pytest.approx(2.0)  # the replayed network, timed by the events around the launch
     big = rng.random((2, 3, 32, 32), dtype=np.float32)  # a new shape (and a larger input buffer): plain enqueue, then a new graph
     for _ in range(2):
         np.testing.assert_allclose(engine.infer({"images": big})["output0"][:, :3, 0], big.mean(axis=(2, 3)), rtol=1e-6)
-    assert cudart.graph_launches == 4 and len(cudart.graphs) == 1  # the old graph was destroyed
-
-    class DeviceArray:
-        def __init__(self, a: np.ndarray) -> None:
-            self.a = a
-            self.__cuda_array_interface__ = {"shape": a.shape, "typestr": "<f4", "data": (a.ctypes.data, False), "version": 3, "strides": None}
-
-    a, b = DeviceArray(frames[0]), DeviceArray(frames[1])
-    for arr in (a, a, a, b):  # another address: the graph would read the old buffer, so it is not replayed
-        np.testing.assert_allclose(engine.infer_on_device({"images": arr})["output0"][0, :3, 0], arr.a.mean(axis=(2, 3))[0], rtol=1e-6)
-    assert cudart.graph_launches == 6
+    assert sim.graph_launches == 4 and len(sim.execs) == 1  # the old graph was destroyed
+    a, b = _device_input(sim, frames[0]), _device_input(sim, frames[1])
+    for arr, x in ((a, frames[0]), (a, frames[0]), (a, frames[0]), (b, frames[1])):  # another address: the old graph would read the old buffer
+        np.testing.assert_allclose(engine.infer_on_device({"images": arr})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
+    assert sim.graph_launches == 6
+    owned = {ptr for buf in engine._state().buffers.values() for ptr in (buf.device, buf.host)}
     engine.close()
-    assert not cudart.graphs and not cudart.blocks
+    assert not sim.execs and not owned & {b.addr for b in sim.live()}  # graphs and buffers freed
 
 
 def test_engine_that_cannot_be_captured_falls_back_to_enqueues(engine_file: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cudart = FakeCudart(fail_capture=True)
-    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_with_runtime(fake_trt.make("10.3.0"), [], cudart), _cudart=cudart)
+    sim = CudaSim(fail_capture=True)
+    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_trt("10.3.0", sim), _cudart=sim)
     x = np.random.default_rng(5).random((1, 3, 32, 32), dtype=np.float32)
     for _ in range(4):
         np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
-    assert cudart.graph_launches == 0 and not cudart.captures and cudart.errors_cleared == 1
+    assert sim.graph_launches == 0 and not sim.execs and sim.errors_cleared == 1
     assert sum("could not be captured into a CUDA graph" in r.message for r in caplog.records) == 1
     engine.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import fake_trt
 import numpy as np
 import pytest
-from fake_trt import FakeCudart
+from cuda_sim import CudaSim
 
 from edgecv.errors import ArtifactError, DatasetError, EngineError
 from edgecv.quant.trt_cache import format_cache, read_cache
@@ -32,12 +32,12 @@ def test_batches_refuse_mixed_shapes() -> None:
 
 
 def test_calibrator_copies_batches_and_uses_the_cache(tmp_path: Path) -> None:
-    cudart = FakeCudart()
+    cudart = CudaSim()
     cache = tmp_path / "m.calib"
     calibrator = make_entropy_calibrator(CalibrationBatches(_inputs(4), 2, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart)
     assert calibrator.get_batch_size() == 2 and calibrator.read_calibration_cache() is None
     (ptr,) = calibrator.get_batch(["images"])
-    assert np.frombuffer(bytes(cudart.blocks[ptr]), np.float32).reshape(2, 3, 4, 5)[1, 0, 0, 0] == 1
+    assert np.frombuffer(cudart.peek(ptr, 2 * 60 * 4), np.float32).reshape(2, 3, 4, 5)[1, 0, 0, 0] == 1  # in device memory
     calibrator.get_batch(["images"])
     assert calibrator.get_batch(["images"]) is None and calibrator.batches_done == 2
     calibrator.write_calibration_cache(memoryview(format_cache({"images": 1.0}).encode()))
@@ -47,14 +47,14 @@ def test_calibrator_copies_batches_and_uses_the_cache(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=r"not in the model \(e.g. 'images'\)"):
         make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, tensor_names={"input"}, trt=fake_trt.make("10.3.0"), cudart=cudart)
     calibrator.free()
-    assert not cudart.blocks
+    assert not cudart.live()
     cache.write_text("garbage")
     with pytest.raises(Exception, match="not a TensorRT calibration cache"):
         make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), cache, trt=fake_trt.make("10.3.0"), cudart=cudart)
 
 
 def test_calibrator_keeps_errors_that_tensorrt_would_swallow(tmp_path: Path) -> None:
-    class NoMemory(FakeCudart):
+    class NoMemory(CudaSim):
         def cudaMalloc(self, size: int) -> tuple[int, int]:  # noqa: N802
             return 2, 0  # cudaErrorMemoryAllocation
 
@@ -67,7 +67,7 @@ def test_calibrator_keeps_errors_that_tensorrt_would_swallow(tmp_path: Path) -> 
 
 def test_tensorrt_11_has_no_implicit_calibration(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="removed in TensorRT 11"):
-        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), tmp_path / "c", trt=fake_trt.make("11.1.0"), cudart=FakeCudart())
+        make_entropy_calibrator(CalibrationBatches([], 1, (3, 4, 5)), tmp_path / "c", trt=fake_trt.make("11.1.0"), cudart=CudaSim())
 
 
 @pytest.mark.gpu
