@@ -33,6 +33,8 @@ def ros(
     reliable: Annotated[bool, typer.Option("--reliable", help="Reliable image subscription (default: best effort, sensor data).", rich_help_panel="ROS")] = False,
     qos_depth: Annotated[int, typer.Option(help="Image subscription history depth (1: newest image only).", rich_help_panel="ROS")] = 1,
     node_name: Annotated[str, typer.Option(help="ROS node name.", rich_help_panel="ROS")] = "edgecv",
+    serve: Annotated[str | None, typer.Option("--serve", metavar="[HOST:]PORT", help="Also serve the live preview page, /api/status and /metrics (as `run --serve`).", rich_help_panel="Serve")] = None,
+    serve_token: Annotated[str | None, typer.Option("--serve-token", envvar="EDGECV_SERVE_TOKEN", show_envvar=True, help="Require this token for the preview.", rich_help_panel="Serve")] = None,
 ) -> None:
     """Run a detector as a ROS 2 node: subscribes to `image`, publishes `detections` and `image_annotated`.
 
@@ -63,6 +65,8 @@ def ros(
         qos_depth=qos_depth,
         node_name=node_name,
         threads=threads,
+        serve=serve,
+        serve_token=serve_token,
     )
     stats = run_node(cfg, ros_args)
     out.print(f"{node_name}: {stats.summary()}", highlight=False, soft_wrap=True)

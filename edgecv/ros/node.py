@@ -36,7 +36,7 @@ import numpy as np
 
 from edgecv._optional import require
 from edgecv.errors import ConfigError, EdgecvError
-from edgecv.results import Detections
+from edgecv.results import Detections, FrameResult, StageTimings
 from edgecv.ros.convert import bgr_to_image, detections_to_msg, image_to_bgr
 from edgecv.stream._handoff import Handoff
 from edgecv.track import ByteTrack, TrackConfig
@@ -65,6 +65,9 @@ class RosNodeConfig:
         qos_depth: the image subscription's (and publishers') history depth.
         node_name: the ROS node name.
         threads: ONNX Runtime intra-op threads (None: its default).
+        serve: also serve the live preview page, ``/api/status`` and ``/metrics`` on this
+            ``[HOST:]PORT`` (see :mod:`edgecv.serve`; binds 127.0.0.1 unless a host is given).
+        serve_token: the token the preview requires (None: the ``EDGECV_SERVE_TOKEN`` variable, or none).
     """
 
     model: str
@@ -81,6 +84,8 @@ class RosNodeConfig:
     qos_depth: int = 1
     node_name: str = "edgecv"
     threads: int | None = None
+    serve: str | None = None
+    serve_token: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0 or not 0.0 <= self.iou <= 1.0:
@@ -155,6 +160,10 @@ class DetectorNode:
         self.model = model
         self.tracker = ByteTrack(cfg.track_config) if cfg.track else None
         self._annotator = default_annotator("detect")
+        self.server: Any = None
+        self._preview: Any = None
+        if cfg.serve is not None:
+            self._start_preview(cfg, model)
 
         sub_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
@@ -298,15 +307,39 @@ class DetectorNode:
         header = Header(stamp=Time(sec=sec, nanosec=int((result.timestamp - sec) * 1e9)), frame_id=self.config.frame_id)
         self._publish(result.result, header, frame, None)
 
+    def _start_preview(self, cfg: RosNodeConfig, model: Any) -> None:
+        """The live preview / metrics server (``serve``): one stream, fed from :meth:`_publish`."""
+        from edgecv.serve import PreviewServer, ServeConfig
+
+        try:
+            self.server = PreviewServer(ServeConfig.parse(cfg.serve, token=cfg.serve_token, option="serve"))
+        except BaseException:
+            model.close()
+            self.node.destroy_node()
+            raise
+        what = cfg.source or self.node.resolve_topic_name("image")
+        self._preview = self.server.sink("cam0", model=model, source=what, annotate=True, live=True)
+        self.server.hub.channel("cam0").set_counters(self._counters)
+        log.info("live preview on %s", self.server.url)
+
+    def _counters(self) -> dict[str, Any]:
+        return {"dropped": self.stats.dropped, "bad_frames": self.stats.bad_frames, "reconnects": 0, "live": True}
+
     # ------------------------------------------------------------ output
     def _publish(self, detections: Detections, header: Any, frame: np.ndarray, t0: float | None) -> None:
         if self.tracker is not None:
             detections = self.tracker.update(detections)
         self.det_pub.publish(detections_to_msg(detections, header, self._msgs))
+        ms = (time.perf_counter() - t0) * 1e3 if t0 is not None else 0.0
         if t0 is not None:
-            self.stats.process_ms.append((time.perf_counter() - t0) * 1e3)
+            self.stats.process_ms.append(ms)
         self.stats.processed += 1
+        if self._preview is not None:  # the preview draws on its own copy, on the server's thread
+            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+            self._preview.write(frame, FrameResult(self.stats.processed - 1, stamp, detections, StageTimings(infer=ms)))
         if self.img_pub.get_subscription_count() > 0:  # draw only for someone
+            if self._preview is not None:
+                frame = frame.copy()  # the preview still holds the undrawn frame
             self._annotator.annotate(frame, detections)
             self.img_pub.publish(bgr_to_image(frame, header, self._sensor.Image))
             self.stats.annotated += 1
@@ -322,6 +355,8 @@ class DetectorNode:
         if self._worker.is_alive():
             log.warning("the inference thread did not stop within 10 s")
         self.node.destroy_node()
+        if self.server is not None:
+            self.server.close()
         self.model.close()
         log.info("%s stopped: %s", self.config.node_name, self.stats.summary())
 

@@ -211,3 +211,33 @@ def test_parameters(det_onnx: Path, ros_context) -> None:  # type: ignore[no-unt
     finally:
         node.close()
     node.close()  # idempotent
+
+
+def test_node_serves_its_preview_and_metrics(det_onnx: Path, demo_video: Path, ros_context) -> None:  # type: ignore[no-untyped-def]
+    """``serve``: the node's frames and figures reach the preview server (status JSON, an annotated JPEG snapshot)."""
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    n = 8
+    cfg = RosNodeConfig(str(det_onnx), track=True, source=str(demo_video), max_frames=n, serve=f"127.0.0.1:{port}")
+    node = DetectorNode(cfg, context=ros_context)
+    executor = spin(ros_context, node.node)
+    try:
+        assert node.finished.wait(60) and node.error is None
+        base = f"http://127.0.0.1:{port}"
+
+        def frames_seen() -> int:
+            status = json.loads(urllib.request.urlopen(f"{base}/api/status", timeout=5).read())
+            return int(status["sources"][0]["frames"])
+
+        wait_for(lambda: frames_seen() == n, 10, f"{n} frames in the preview's status")
+        jpeg = urllib.request.urlopen(f"{base}/snapshot/cam0.jpg", timeout=5).read()
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[:2] == frames_of(demo_video, 1)[0].shape[:2]
+    finally:
+        executor.shutdown()
+        node.close()
