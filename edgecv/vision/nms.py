@@ -251,14 +251,7 @@ def _greedy_windows(
             pj = by_key[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
             live = undecided[pj] & (pj > block[pk])
             pk, pj = pk[live], pj[live]
-            pa, pb = np.take(data, block[pk], axis=1), np.take(data, pj, axis=1)
-            wh = np.minimum(pa[2:4], pb[2:4])
-            wh -= np.maximum(pa[:2], pb[:2])
-            np.maximum(wh, 0, out=wh)
-            inter = wh[0] * wh[1]
-            union = pa[4] + pb[4]
-            union -= inter
-            hit = np.divide(inter, union, out=inter) > thr
+            hit = _pairs_above(data, block[pk], pj, thr)
             pk, pj = pk[hit], pj[hit]
             inside = pj <= last
             n_inside = int(np.count_nonzero(inside))
@@ -324,14 +317,7 @@ def _greedy_sparse(
     near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha) if iou > 0 else np.ones(total, bool)
     a, b = a[near], b[near]
     with np.errstate(invalid="ignore", divide="ignore"):
-        pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
-        wh = np.minimum(pa[2:4], pb[2:4])
-        wh -= np.maximum(pa[:2], pb[:2])
-        np.maximum(wh, 0, out=wh)
-        inter = wh[0] * wh[1]
-        union = pa[4] + pb[4]
-        union -= inter
-        hit = np.divide(inter, union, out=inter) > thr
+        hit = _pairs_above(data, a, b, thr)
     a, b = a[hit], b[hit]
     src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
 
@@ -410,3 +396,18 @@ def _suppresses(
     if a_cls is not None and b_cls is not None:
         out &= a_cls[:, None] == b_cls[None, :]
     return out
+
+
+def _pairs_above(data: np.ndarray, a: np.ndarray, b: np.ndarray, thr: np.generic) -> np.ndarray:
+    """IoU(a[i], b[i]) > thr for each pair, with torchvision's float32 arithmetic.
+
+    ``data``: (5, N) float32 rows x1, y1, x2, y2, area; ``a``, ``b``: (P,) box indices.
+    """
+    pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
+    wh = np.minimum(pa[2:4], pb[2:4])
+    wh -= np.maximum(pa[:2], pb[:2])
+    np.maximum(wh, 0, out=wh)
+    inter = wh[0] * wh[1]
+    union = pa[4] + pb[4]
+    union -= inter
+    return np.divide(inter, union, out=inter) > thr
