@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,10 +112,10 @@ class NodeStats:
     dropped: int = 0
     bad_frames: int = 0
     annotated: int = 0
-    process_ms: list[float] = field(default_factory=list)
+    process_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # the newest 1,000: bounded on a robot that runs for days
 
     def summary(self) -> str:
-        ms = np.asarray(self.process_ms[-1000:]) if self.process_ms else np.zeros(1)
+        ms = np.asarray(self.process_ms) if self.process_ms else np.zeros(1)
         return (
             f"{self.processed} images processed ({self.received} received, {self.dropped} dropped as stale, "
             f"{self.bad_frames} unreadable, {self.annotated} annotated); image->detections p50 {np.median(ms):.1f} ms"
