@@ -130,6 +130,28 @@ def placement(model: Any, target: str, *, keep_tail: bool = True) -> Placement:
     return Placement(tuple(n.name for n in quantized), {k: tuple(v) for k, v in layers.items()}, tail)
 
 
+def range_tensors(model: Any, targets: Sequence[str], *, keep_tail: bool = True) -> list[str]:
+    """The activations whose ranges the Q/DQ graphs of ``targets`` can use, in graph order.
+
+    ``tensorrt``: the activation inputs of the weighted nodes (their outputs are not
+    quantized); ``cpu``: the activation inputs and outputs of every quantized node.
+    Statistics of other tensors would never be read by the quantizer.
+    """
+    weights = {t.name for t in model.graph.initializer}
+    wanted: set[str] = set()
+    for target in targets:
+        place = placement(model, target, keep_tail=keep_tail)
+        chosen = set(place.quantized)
+        for node in model.graph.node:
+            if node.name not in chosen:
+                continue
+            names = list(node.input) if target == "tensorrt" else [*node.input, *node.output]
+            wanted |= {n for n in names if n and n not in weights}
+    from edgecv.quant.collect import float_activations
+
+    return [name for name in float_activations(model) if name in wanted]
+
+
 def amaxes(stats: Mapping[str, TensorStats], method: str, percentile: float = DEFAULT_PERCENTILE) -> dict[str, float]:
     """``{tensor: amax}`` for one calibration method (computed once, shared by both targets)."""
     return {name: s.amax(method, percentile) for name, s in stats.items() if s.count}
