@@ -466,7 +466,7 @@ def run_gate(
         held: the held-out images (with the FP32 reference).
         limits: the gate's rule.
         subset: images in the quick subset.
-        plain: plain INT8 (nothing float) on all held-out images, when already measured.
+        plain: plain INT8 (nothing float) on all held-out images, when already measured (else measured here).
         sensitivity_images: images for the per-layer sensitivity.
         progress: ``progress(done, total)`` over the sensitivity pass.
     """
@@ -477,10 +477,11 @@ def run_gate(
     labels = list(layers)
     everything = [n for names in layers.values() for n in names]
     trials: dict[int, Trial] = {}
-    if plain is not None:
-        trials[0] = Trial(0, full=plain, full_pass=plain.passes(limits, task, baseline), margin=plain.margin(limits, task, baseline))
-        if trials[0].full_pass:
-            return GateResult([], [], plain, True, trials=[trials[0]], seconds=seconds)
+    if plain is None:  # plain INT8 on all images: the search's answer is never worse than it
+        plain = held.evaluate(build([]))
+    trials[0] = Trial(0, full=plain, full_pass=plain.passes(limits, task, baseline), margin=plain.margin(limits, task, baseline))
+    if trials[0].full_pass:
+        return GateResult([], [], plain, True, trials=[trials[0]], seconds=seconds)
     reference = held.raw_outputs(held.reference, sensitivity_images)  # the FP32 model's outputs
     errors: dict[str, float] = {}
     for done, label in enumerate(labels, 1):
