@@ -94,9 +94,14 @@ def check_verdict(report: Any) -> None:
             worst = max(short, key=lambda row: row["images_needed"] if row["images_needed"] >= 0 else 10**9)
             n = t.uncertainty["images"]
             more = "many more" if worst["images_needed"] < 0 else f"about {max(worst['images_needed'] - n, 1)} more"
+            why = (
+                f"fewer than {worst['images_needed']} images support no interval"
+                if worst["quantity"] == "images"
+                else f"the 95% interval of {worst['quantity']} is {worst['width']:g} wide, more than the {worst['tolerance']:g} allowed"
+            )
             raise CalibrationError(
                 f"INT8 {t.target} passes on {n} held-out images ({t.uncertainty.get('reference_detections') or 0} reference detections), "
-                f"but the 95% interval of {worst['quantity']} is {worst['width']:g} wide, more than the {worst['tolerance']:g} allowed: not enough held-out data",
+                f"but {why}: not enough held-out data to show it",
                 hint=f"give {more} held-out images: --val FOLDER, a larger --holdout with more images, or frames of a video with --every K",
             )
 

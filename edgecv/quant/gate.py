@@ -66,6 +66,7 @@ DEFAULT_MIN_PRECISION = 0.95
 DEFAULT_MAX_SCORE_DROP = 0.05
 DEFAULT_MIN_PIXEL_AGREEMENT = 0.98
 MIN_TOLERANCE = 1e-6
+MIN_IMAGES = 20  # fewer held-out images: no interval is meaningful, whatever it says
 Progress = Callable[[int, int], None]
 
 
@@ -352,18 +353,21 @@ class HeldOut:
         for key, values in evaluation.matches.resampled(idx).items():
             intervals[key] = fid.bootstrap_interval(values)
         short = []
+        if n < MIN_IMAGES:
+            short.append({"quantity": "images", "width": None, "tolerance": None, "images_needed": MIN_IMAGES})
+        # A bootstrap of all-agreeing images has zero width: with k reference (candidate) detections all
+        # matched, the 95 % bound on the share missed is still 3/k (the rule of three).
+        counts = {"recall": evaluation.fidelity.get("reference"), "precision": evaluation.fidelity.get("candidate")}
         for quantity, _direction, _limit, tolerance in limits.checks(self.task):
             low, high = intervals[quantity]
             width = high - low
+            needed = fid.images_needed(n, width, tolerance) if np.isfinite(width) else n
+            count = counts.get(quantity)
+            if count is not None and (not count or 3 / count > width):
+                width = 3 / max(count, 1)
+                needed = -1 if tolerance <= 0 else int(np.ceil(n * 3 / tolerance / max(count, 1)))
             if np.isfinite(width) and width > tolerance + MIN_TOLERANCE:
-                short.append(
-                    {
-                        "quantity": quantity,
-                        "width": round(width, 4),
-                        "tolerance": tolerance,
-                        "images_needed": fid.images_needed(n, width, tolerance),
-                    }
-                )
+                short.append({"quantity": quantity, "width": round(width, 4), "tolerance": tolerance, "images_needed": needed})
         return {
             "images": n,
             "reference_detections": self.reference_detections if self.task == "detect" else None,
