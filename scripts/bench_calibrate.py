@@ -90,7 +90,7 @@ def build_yolov8n(path: Path, imgsz: int, *, seed: int = 0) -> Path:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             feats = []
-            for i, m in enumerate(self.b):
+            for m in self.b:
                 x = m(x)
                 feats.append(x)
             p3, p4, p5 = feats[4], feats[6], feats[9]
@@ -118,7 +118,7 @@ def build_yolov8n(path: Path, imgsz: int, *, seed: int = 0) -> Path:
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         for conv in convs:
             seen: list[torch.Tensor] = []
-            handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out))
+            handle = conv.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(out))
             model(x)
             handle.remove()
             out = seen[0]
@@ -138,6 +138,70 @@ def build_yolov8n(path: Path, imgsz: int, *, seed: int = 0) -> Path:
     return path
 
 
+def _update_before(self, values, *, histogram=True):  # type: ignore[no-untyped-def]
+    """TensorStats.update as it was before this change (five passes, int64 indices), for the A/B below."""
+    import numpy as np
+
+    from edgecv.quant.ranges import MAX_BINS
+
+    x = np.abs(np.asarray(values, np.float32).ravel())
+    if not x.size:
+        return
+    finite = np.isfinite(x)
+    if not finite.all():
+        x = x[finite]
+        values = np.asarray(values).ravel()[finite]
+    self.min = min(self.min, float(np.min(values)))
+    self.max = max(self.max, float(np.max(values)))
+    self.count += x.size
+    top = float(x.max())
+    if self.width == 0.0:
+        if top == 0.0:
+            self.hist = np.array([self.hist.sum() + x.size], np.int64) if self.hist.size else np.array([x.size], np.int64)
+            return
+        zeros = int(self.hist.sum()) if self.hist.size else 0
+        self.width = top / MAX_BINS
+        self.hist = np.zeros(MAX_BINS, np.int64)
+        self.hist[0] = zeros
+    needed = int(top / self.width) + 1
+    if needed > self.hist.size:
+        while needed > MAX_BINS:
+            self._merge_pairs()
+            needed = int(top / self.width) + 1
+        self.hist = np.concatenate([self.hist, np.zeros(needed - self.hist.size, np.int64)])
+    idx = np.minimum((x / np.float32(self.width)).astype(np.int64), self.hist.size - 1)
+    self.hist += np.bincount(idx, minlength=self.hist.size)
+
+
+def ab_statistics(model: Path, images: Path, imgsz: int, count: int, rounds: int = 2) -> dict[str, float]:
+    """Seconds per image of the statistics pass: before (every activation, histograms of all, old update)
+    vs after (only the tensors the TensorRT graph quantizes get histograms; min/max of the rest for the
+    TensorRT cache) vs after without the cache (only those tensors). Alternated in one run."""
+    import onnx
+
+    from edgecv.quant import calib_data, qdq
+    from edgecv.quant.calibrate import calibration_meta
+    from edgecv.quant.collect import collect_stats
+    from edgecv.quant.ranges import TensorStats
+
+    meta = calibration_meta(model, task="detect", names=tuple(f"class{i}" for i in range(80)), imgsz=(imgsz, imgsz))
+    prepared = qdq.prepare(onnx.load(str(model)))
+    files = calib_data.gather(images, num=count, holdout=0, seed=0).calibration
+    feeds = list(calib_data.tensors(files, meta, []))
+    needed = qdq.range_tensors(prepared, ["tensorrt"])
+    after_update = TensorStats.update
+    times: dict[str, list[float]] = {"before": [], "after (with cache)": [], "after (no cache)": []}
+    for _ in range(rounds):
+        for name in times:
+            TensorStats.update = _update_before if name == "before" else after_update  # type: ignore[method-assign]
+            kwargs = {} if name == "before" else {"histogram": needed} if "with" in name else {"tensors": needed}
+            start = time.perf_counter()
+            collect_stats(prepared, iter(feeds), **kwargs)
+            times[name].append((time.perf_counter() - start) / len(feeds))
+    TensorStats.update = after_update  # type: ignore[method-assign]
+    return {k: round(min(v), 4) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imgsz", type=int, default=640)
@@ -147,6 +211,7 @@ def main() -> None:
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgecv-bench-calibrate"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--ab-stats", type=int, default=0, help="only compare the statistics pass before/after on this many images")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -160,6 +225,9 @@ def main() -> None:
         from edgecv.data.synthetic import write_coco_dataset
 
         write_coco_dataset(images, args.num + args.holdout, seed=3)
+    if args.ab_stats:
+        print(json.dumps({"imgsz": args.imgsz, "seconds_per_image": ab_statistics(model, images / "images", args.imgsz, args.ab_stats)}))
+        return
     names = tuple(f"class{i}" for i in range(80))
     meta = calibration_meta(model, task="detect", names=names, imgsz=(args.imgsz, args.imgsz))
     options = CalibrateOptions(

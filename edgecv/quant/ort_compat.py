@@ -4,7 +4,7 @@ edgecv drives ``QDQQuantizer`` (the engine behind ``quantize_static``) and
 ``transformers.float16`` directly. Their signatures move between releases, and Jetson
 users run whatever ``onnxruntime-gpu`` their JetPack has, so nothing here is positional:
 
-- ``QDQQuantizer.__init__``: 1.16/1.17 take ``(model, per_channel, reduce_range, mode,
+- ``QDQQuantizer.__init__``: 1.16/1.17 took ``(model, per_channel, reduce_range, mode,
   static, weight_qType, activation_qType, tensors_range, ...)``; 1.18 dropped ``mode`` and
   ``static``. :func:`qdq_quantizer` passes every argument by the name the installed
   version uses and fills ``mode``/``static`` where they exist.
@@ -26,7 +26,7 @@ import numpy as np
 from edgecv._optional import require
 from edgecv.errors import MissingDependencyError
 
-OLDEST_TESTED = "1.16.3"
+OLDEST_TESTED = "1.18.1"
 
 
 def _version() -> str:
