@@ -301,7 +301,10 @@ def calibrate(
                     result.method_scores[method] = evaluations[method].score
                     update(done, len(options.methods))
                 # the best method: the one closest to passing the gate's checks (mAP/mIoU alone without a gate)
-                result.method = max(options.methods, key=lambda m: (evaluations[m].margin(limits, held.task, fp32_score), evaluations[m].score))
+                ranks = {
+                    m: (e.margin(limits, held.task, fp32_score) if options.gate else 0.0, e.score) for m, e in evaluations.items()
+                }
+                result.method = max(options.methods, key=ranks.__getitem__)
                 chosen = evaluations[result.method]
                 result.plain_score = result.score = chosen.score
                 if options.gate:
