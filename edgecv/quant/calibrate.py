@@ -315,7 +315,7 @@ def calibrate(
                         limits=limits,
                         subset=options.subset,
                         plain=chosen,
-                        progress=stages(f"{target}: layer sensitivity", len(place.layers)),
+                        progress=None if chosen.passes(limits, held.task, fp32_score) else stages(f"{target}: layer sensitivity", len(place.layers)),
                     )
                     keep_nodes = result.kept_float_nodes = gate.kept_nodes
                     result.gate = gate.to_dict()
