@@ -231,7 +231,7 @@ def main() -> None:
     names = tuple(f"class{i}" for i in range(80))
     meta = calibration_meta(model, task="detect", names=names, imgsz=(args.imgsz, args.imgsz))
     options = CalibrateOptions(
-        num=args.num, holdout=args.holdout, max_drop=args.max_drop, method=args.method, bench_iterations=0, cache=False, threads=args.threads
+        num=args.num, holdout=args.holdout, max_drop=args.max_drop, method=args.method, bench_iterations=0, threads=args.threads
     )
     start = time.perf_counter()
     report = calibrate(model, images / "images", options, meta=meta, output=args.work / f"yolov8n-{args.imgsz}.int8.onnx")
