@@ -60,6 +60,10 @@ class ExportError(EdgecvError):
     """Exporting a PyTorch model to ONNX failed or did not match PyTorch."""
 
 
+class CalibrationError(EdgecvError):
+    """An INT8 graph did not pass the accuracy gate, or the held-out data cannot show that it does."""
+
+
 class EngineError(EdgecvError):
     """An inference backend could not run (bad feeds, runtime failure)."""
 

@@ -256,6 +256,30 @@ class DetectionEvaluator:
             rec.num_gt += int(np.count_nonzero(~g_crowd))
             self._num_detections += len(d_sel)
 
+    @classmethod
+    def combine(cls, parts: Sequence[DetectionEvaluator]) -> DetectionEvaluator:
+        """One evaluator over the images of ``parts``, in order (a part may repeat: a bootstrap over images).
+
+        Each part's images are taken as if added again, with image ids renumbered by position.
+        """
+        if not parts:
+            raise ValueError("combine needs at least one evaluator")
+        merged = cls(parts[0].num_classes, parts[0].names)
+        offset = 0
+        for part in parts:
+            ids = sorted(part._image_ids)
+            new_id = {old: offset + i for i, old in enumerate(ids)}
+            for rec, src in zip(merged._records, part._records, strict=True):
+                rec.image_ids.extend(new_id[i] for i in src.image_ids)
+                rec.scores.extend(src.scores)
+                rec.tp.extend(src.tp)
+                rec.fp.extend(src.fp)
+                rec.num_gt += src.num_gt
+            merged._image_ids.update(new_id.values())
+            merged._num_detections += part._num_detections
+            offset += len(ids)
+        return merged
+
     def _accumulate(self, rec: _ClassRecords) -> tuple[np.ndarray, np.ndarray]:
         """COCOeval.accumulate() for one class: (T, R) precision and (T,) recall."""
         num_t, num_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)

@@ -11,7 +11,7 @@ import typer
 
 from edgecv.cli.app import app, handle_errors, state
 from edgecv.cli.options import IMGSZ_HELP, batch_range, imgsz_arg
-from edgecv.cli.quant import print_calibration
+from edgecv.cli.quant import check_verdict, print_calibration
 from edgecv.errors import ArtifactError, ConfigError
 from edgecv.log import out
 
@@ -67,6 +67,7 @@ def build_engine_cmd(
         with stage_progress(state["quiet"]) as stages:
             calibration = run_calibrate(model, calib, CalibrateOptions(target="tensorrt", max_drop=max_drop), stages=stages)
         print_calibration(calibration)
+        check_verdict(calibration)  # no engine from a graph that failed the gate (or could not show it passed)
         model = calibration.targets[0].path
         out.print(f"building from {model}", highlight=False)
     options = BuildOptions(

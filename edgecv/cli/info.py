@@ -41,6 +41,12 @@ def info(
             value = ", ".join(map(str, value))
         table.add_row(key, str(value))
     out.print(table)
+    int8 = (details.get("extra") or {}).get("int8")
+    if isinstance(int8, dict):
+        from edgecv.cli.quant import int8_lines
+
+        for line in int8_lines(int8):
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- synthetic data

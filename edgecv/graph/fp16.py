@@ -115,7 +115,7 @@ def convert_fp16(
         ExportError: the converted graph does not pass the ONNX checker.
     """
     onnx = require("onnx")
-    float16 = require("onnxruntime.transformers.float16")
+    from edgecv.graph import ort_compat
 
     if meta.precision != "fp32":
         raise ConfigError(
@@ -126,10 +126,10 @@ def convert_fp16(
     work = onnx.ModelProto()
     work.CopyFrom(model)
     name_nodes(work.graph)
-    op_block = sorted(set(keep_fp32_ops) | set(float16.DEFAULT_OP_BLOCK_LIST))
+    op_block = sorted(set(keep_fp32_ops) | set(ort_compat.float16_block_list()))
     tail = tail_nodes(work) if keep_tail else []
     kept_names = set(tail) | {n.name for n in work.graph.node if n.op_type in op_block}
-    converted = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=op_block, node_block_list=tail)
+    converted = ort_compat.convert_float_to_float16(work, keep_io_types=True, op_block_list=op_block, node_block_list=tail)
     removed = _drop_cast_pairs(converted.graph)
     toposort(converted.graph)
     del converted.graph.value_info[:]  # stale after the renames; inferred again

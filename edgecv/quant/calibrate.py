@@ -35,6 +35,12 @@ class CalibrateOptions:
     percentile: float = DEFAULT_PERCENTILE
     target: str = "tensorrt"
     max_drop: float | None = None
+    min_recall: float | None = None
+    min_precision: float | None = None
+    max_score_drop: float | None = None
+    min_pixel_agreement: float | None = None
+    conf: float = 0.25
+    iou: float = 0.45
     holdout: float | int = 0.2
     val: Path | None = None
     every: int | None = None
@@ -50,12 +56,29 @@ class CalibrateOptions:
             raise ConfigError(f"unknown --method {self.method!r}", hint=f"use one of {', '.join(METHODS)} or all")
         if self.target not in TARGET_CHOICES:
             raise ConfigError(f"unknown --target {self.target!r}", hint=f"use one of {', '.join(TARGET_CHOICES)}")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise ConfigError(f"--max-drop must be >= 0 points, got {self.max_drop}")
+        _ = self.limits  # validates the gate's limits
+        if not 0 < self.conf < 1 or not 0 < self.iou <= 1:
+            raise ConfigError(f"--conf must be in (0, 1) and --iou in (0, 1], got {self.conf} and {self.iou}")
         if not 0 < self.percentile <= 100:
             raise ConfigError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.subset < 1 or self.bench_iterations < 0:
             raise ConfigError("--subset must be >= 1 and --bench-iterations >= 0")
+
+    @property
+    def gate(self) -> bool:
+        """The accuracy gate runs when any of its limits is given (the others take their defaults)."""
+        return any(v is not None for v in (self.max_drop, self.min_recall, self.min_precision, self.max_score_drop, self.min_pixel_agreement))
+
+    @property
+    def limits(self) -> Any:
+        """:class:`~edgecv.quant.gate.GateLimits` from the options (defaults where not given)."""
+        from edgecv.quant import gate
+
+        given = {
+            "min_recall": self.min_recall, "min_precision": self.min_precision,
+            "max_score_drop": self.max_score_drop, "min_pixel_agreement": self.min_pixel_agreement,
+        }  # fmt: skip
+        return gate.GateLimits(max_drop=self.max_drop, **{k: v for k, v in given.items() if v is not None})
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -80,6 +103,10 @@ class TargetResult:
     kept_float_layers: list[str] = field(default_factory=list)
     kept_float_nodes: list[str] = field(default_factory=list)
     graph: dict[str, Any] = field(default_factory=dict)
+    fidelity: dict[str, Any] | None = None  # at the operating point, vs FP32
+    vs_labels: dict[str, Any] | None = None  # at the operating point, vs the labels (labelled data)
+    uncertainty: dict[str, Any] | None = None  # bootstrap intervals; is the held-out set large enough
+    verdict: str | None = None  # gate: passed / failed / inconclusive (too little held-out data); None: no gate
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda v: None if v is None else round(v, 3)  # noqa: E731
@@ -90,10 +117,21 @@ class TargetResult:
             "method_scores": {k: r(v) for k, v in self.method_scores.items()},
             "plain_score": r(self.plain_score),
             "score": r(self.score),
+            "verdict": self.verdict,
+            "fidelity": _rounded(self.fidelity),
+            "vs_labels": _rounded(self.vs_labels),
+            "uncertainty": self.uncertainty,
             "kept_float_layers": self.kept_float_layers,
             "gate": self.gate,
             "graph": self.graph,
         }
+
+
+def _rounded(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+
 
 
 @dataclass
@@ -110,6 +148,8 @@ class CalibrationReport:
     layers: list[dict[str, Any]]
     seconds: dict[str, float]
     report_path: Path | None = None
+    fp32_vs_labels: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None  # the gate's rule, when it ran
 
     @property
     def max_drop(self) -> float | None:
@@ -125,6 +165,9 @@ class CalibrationReport:
                 "metric": self.metric,
                 "fp32": None if self.fp32_score is None else round(self.fp32_score, 3),
                 "labelled": self.data.get("labelled"),
+                "operating_point": {"conf": self.options.get("conf"), "iou": self.options.get("iou")},
+                "fp32_vs_labels": _rounded(self.fp32_vs_labels),
+                "gate": self.limits,
             },
             "targets": [t.to_dict() for t in self.targets],
             "cache": None if self.cache is None else str(self.cache),
@@ -190,8 +233,8 @@ def calibrate(
     prepared = qdq.prepare(model)
     paths = output_paths(model_path, output, options.target)
     evaluate = options.val is not None or bool(options.holdout)
-    if (options.max_drop is not None or options.method == "all") and not evaluate:
-        raise ConfigError("--max-drop and --method all measure accuracy on held-out images, but --holdout is 0", hint="keep --holdout > 0 or pass --val")
+    if (options.gate or options.method == "all") and not evaluate:
+        raise ConfigError("the accuracy gate and --method all measure accuracy on held-out images, but --holdout is 0", hint="keep --holdout > 0 or pass --val")
 
     images = calib_data.gather(
         data, num=options.num, holdout=options.holdout if evaluate else 0, every=options.every, seed=options.seed, val=options.val
@@ -202,12 +245,19 @@ def calibrate(
             len(images.calibration), calib_data.MIN_RECOMMENDED,
         )  # fmt: skip
     skipped: list[str] = []
+    # Ranges are needed for the tensors the Q/DQ graphs quantize (histograms, unless minmax only);
+    # the TensorRT 10 cache takes a scale for every activation, so it adds min/max of the rest.
+    needed = set(qdq.range_tensors(prepared, options.targets, keep_tail=options.keep_tail))
+    with_cache = options.cache and "tensorrt" in options.targets
+    histograms = needed if any(m != "minmax" for m in options.methods) else set()
     stats, seen = collect_stats(
         prepared,
         calib_data.tensors(images.calibration, meta, skipped),
         total=len(images.calibration),
         progress=stages("activation statistics", len(images.calibration)),
         threads=options.threads,
+        tensors=None if with_cache else needed,
+        histogram=histograms,
     )
     if skipped:
         log.warning("skipped %d unreadable calibration images (e.g. %s)", len(skipped), ", ".join(skipped[:3]))
@@ -216,13 +266,13 @@ def calibrate(
     amax = {m: qdq.amaxes(stats, m, options.percentile) for m in options.methods}
     reference_builder = ModelBuilder(lambda keep: prepared, meta)
     held: HeldOut | None = None
-    fp32_score = fp32_subset = None
+    fp32_score = None
+    limits = options.limits
     if images.holdout:
         clock = time.perf_counter()
-        held = HeldOut(images.holdout, reference_builder([]), dataset=images.dataset, threads=options.threads)
-        fp32_score = held.score(reference_builder([]))
-        fp32_subset = held.score(reference_builder([]), limit=options.subset)
-        seconds["fp32 score"] = time.perf_counter() - clock
+        held = HeldOut(images.holdout, reference_builder([]), dataset=images.dataset, threads=options.threads, conf=options.conf, iou=options.iou)
+        fp32_score = held.fp32.score
+        seconds["fp32 reference"] = time.perf_counter() - clock
         log.info("FP32 scores %.2f (%s) on %d held-out images", fp32_score, held.metric, len(held))
 
     results: list[TargetResult] = []
@@ -241,39 +291,44 @@ def calibrate(
             method_builders = {m: ModelBuilder(lambda keep, m=m: graph_for(m, keep), int8_meta) for m in options.methods}
             builders.extend(method_builders.values())
             result = TargetResult(target, paths[target], options.methods[0])
-            if held is not None:
-                update = stages(f"{target}: score methods", len(options.methods))
-                for done, method in enumerate(options.methods, 1):
-                    result.method_scores[method] = held.score(method_builders[method]([]))
-                    update(done, len(options.methods))
-                result.method = max(options.methods, key=lambda m: result.method_scores[m])
-                result.plain_score = result.score = result.method_scores[result.method]
             keep_nodes: list[str] = []
-            if options.max_drop is not None and held is not None and fp32_score is not None and fp32_subset is not None:
-                assert result.plain_score is not None
-                if result.plain_score >= fp32_score - options.max_drop:
-                    log.info("%s INT8 is within %.2f points of FP32 with nothing kept float", target, options.max_drop)
-                    result.gate = {"kept_float_layers": [], "score": round(result.plain_score, 3), "passed": True, "trials": []}
-                else:
+            if held is not None:
+                assert fp32_score is not None
+                update = stages(f"{target}: score methods", len(options.methods))
+                evaluations = {}
+                for done, method in enumerate(options.methods, 1):
+                    evaluations[method] = held.evaluate(method_builders[method]([]))
+                    result.method_scores[method] = evaluations[method].score
+                    update(done, len(options.methods))
+                # the best method: the one closest to passing the gate's checks (mAP/mIoU alone without a gate)
+                ranks = {
+                    m: (e.margin(limits, held.task, fp32_score) if options.gate else 0.0, e.score) for m, e in evaluations.items()
+                }
+                result.method = max(options.methods, key=ranks.__getitem__)
+                chosen = evaluations[result.method]
+                result.plain_score = result.score = chosen.score
+                if options.gate:
                     gate = run_gate(
                         method_builders[result.method],
                         place.layers,
                         held,
-                        baseline=fp32_score,
-                        baseline_subset=fp32_subset,
-                        max_drop=options.max_drop,
+                        limits=limits,
                         subset=options.subset,
-                        progress=stages(f"{target}: layer sensitivity", len(place.layers)),
+                        plain=chosen,
+                        progress=None if chosen.passes(limits, held.task, fp32_score) else stages(f"{target}: layer sensitivity", len(place.layers)),
                     )
                     keep_nodes = result.kept_float_nodes = gate.kept_nodes
                     result.gate = gate.to_dict()
                     result.kept_float_layers = gate.kept_layers
-                    result.score = gate.score
-                    if not gate.passed:
-                        log.warning(
-                            "%s: even with %d layers float the drop is %.2f points (> %.2f)",
-                            target, len(gate.kept_layers), fp32_score - gate.score, options.max_drop,
-                        )  # fmt: skip
+                    chosen = gate.evaluation
+                    result.score = chosen.score
+                result.fidelity = chosen.fidelity
+                result.vs_labels = chosen.vs_labels
+                result.uncertainty = held.uncertainty(chosen, limits)
+                if options.gate:
+                    passed = bool(result.gate and result.gate["passed"])
+                    result.verdict = "failed" if not passed else "passed" if result.uncertainty["sufficient"] else "inconclusive"
+                    _log_verdict(target, result, fp32_score, limits)
             final = graph_for(result.method, keep_nodes)
             result.graph = qdq.describe(final)
             info = {
@@ -286,6 +341,9 @@ def calibrate(
             }
             if held is not None:
                 info |= {"metric": held.metric, "fp32": round(fp32_score or 0, 3), "int8": round(result.score or 0, 3), "holdout_images": len(held)}
+                info["operating_point"] = {"conf": options.conf, "iou": options.iou, **(_rounded(result.fidelity) or {})}
+            if options.gate:
+                info["gate"] = {"verdict": result.verdict, **limits.to_dict(meta.task)}
             if options.max_drop is not None:
                 info["max_drop"] = options.max_drop
             set_metadata(final, int8_meta.replace(extra={**meta.extra, "int8": info}))
@@ -295,6 +353,9 @@ def calibrate(
     finally:
         for builder in builders:
             builder.close()
+    if held is not None:
+        seconds |= {f"held-out {k}": v for k, v in held.seconds.items()}
+    seconds["graph builds"] = sum(b.seconds for b in builders)
 
     cache_path = None
     if options.cache:
@@ -321,6 +382,8 @@ def calibrate(
         options=_options_dict(options),
         metric=held.metric if held else None,
         fp32_score=fp32_score,
+        fp32_vs_labels=_fp32_vs_labels(held),
+        limits=limits.to_dict(meta.task) if options.gate else None,
         targets=results,
         cache=cache_path,
         latency=latency,
@@ -329,6 +392,29 @@ def calibrate(
     )
     report.report_path = atomic_write_bytes(paths["report"], json.dumps(report.to_dict(), indent=2).encode())
     return report
+
+
+def _fp32_vs_labels(held: Any) -> dict[str, Any] | None:
+    """FP32 at the operating point against the labels (labelled detector data only)."""
+    if held is None or not held.labelled or held.task != "detect":
+        return None
+    return held.fp32.vs_labels
+
+
+def _log_verdict(target: str, result: TargetResult, fp32_score: float, limits: Any) -> None:
+    fidelity = result.fidelity or {}
+    if result.verdict == "failed":
+        log.warning("%s: the INT8 graph fails the gate (%s) even with %d layers float", target, _fidelity_text(fidelity, fp32_score - (result.score or 0)), len(result.kept_float_layers))
+    elif result.verdict == "inconclusive":
+        log.warning("%s: the INT8 graph passes on %d held-out images, but they are too few to show it", target, (result.uncertainty or {}).get("images", 0))
+
+
+def _fidelity_text(fidelity: dict[str, Any], drop: float) -> str:
+    parts = [f"drop {drop:.2f} points"]
+    for key, label, fmt in (("recall", "recall", ".3f"), ("precision", "precision", ".3f"), ("mean_score_change", "mean score change", "+.3f"), ("pixel_agreement", "pixel agreement", ".4f")):
+        if fidelity.get(key) is not None:
+            parts.append(f"{label} {fidelity[key]:{fmt}}")
+    return ", ".join(parts)
 
 
 def _options_dict(options: CalibrateOptions) -> dict[str, Any]:

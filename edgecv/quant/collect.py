@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -48,8 +48,10 @@ def collect_stats(
     total: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
+    tensors: Collection[str] | None = None,
+    histogram: Collection[str] | None = None,
 ) -> tuple[dict[str, TensorStats], int]:
-    """Run ``model`` on each input and accumulate the statistics of every float activation.
+    """Run ``model`` on each input and accumulate the statistics of its float activations.
 
     Args:
         model: ``onnx.ModelProto`` with value infos (not modified).
@@ -57,6 +59,10 @@ def collect_stats(
         total: the number of inputs, for ``progress``.
         progress: ``progress(done, total)`` after each input.
         threads: ONNX Runtime intra-op threads.
+        tensors: the activations to record (None: every float activation). Each one is a
+            graph output of the copy ONNX Runtime runs, so fewer tensors is a faster pass.
+        histogram: the recorded tensors that also get a histogram of ``|x|`` (None: all);
+            the others keep min/max only (``amax`` = ``max |x|`` for every method).
 
     Returns:
         ``{tensor name: TensorStats}`` and the number of inputs seen.
@@ -68,6 +74,10 @@ def collect_stats(
     onnx = require("onnx")
     ort = require("onnxruntime")
     names = float_activations(model)
+    if tensors is not None:
+        wanted = set(tensors)
+        names = [name for name in names if name in wanted]
+    with_hist = set(names) if histogram is None else set(histogram)
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
     existing = {o.name for o in augmented.graph.output}
@@ -94,9 +104,9 @@ def collect_stats(
     for batch in batches:
         values = session.run(outputs, {feed_name: batch})
         if feed_name in stats:
-            stats[feed_name].update(batch)
+            stats[feed_name].update(batch, histogram=feed_name in with_hist)
         for name, value in zip(outputs, values):
-            stats[name].update(value)
+            stats[name].update(value, histogram=name in with_hist)
         seen += 1
         if progress:
             progress(seen, total or seen)

@@ -1,25 +1,39 @@
 """Accuracy on held-out images, and the gate that returns INT8 layers to float until it holds.
 
-**Scores** are in points (metric x 100): mAP@0.5:0.95 for detectors, mIoU for
-segmenters. With labels (a COCO/YOLO dataset) they are measured against the labels.
-Without labels (frames from the user's own camera) they are *agreement with the FP32
-model*: the FP32 detections at the run-time threshold (0.25) are the ground truth for the
-INT8 detections (mAP), and the FP32 class map is the ground truth for the INT8 class map
-(mIoU). The FP32 model scores itself the same way, so "drop" means the same thing in
-both cases.
+**What is measured** (:class:`Evaluation`), on held-out images never calibrated on:
 
-**The gate** (``--max-drop``):
+- *Score* in points (metric x 100): mAP@0.5:0.95 for detectors (detections down to
+  conf 0.001, as ``edgecv eval``), mIoU for segmenters. With labels (a COCO/YOLO
+  dataset) against the labels; without, against the FP32 model (its detections at the
+  operating point are the ground truth, its class map is the truth), so FP32 scores 100.
+  ``--max-drop`` limits the drop of this score.
+- *Fidelity at the operating point* (:mod:`edgecv.quant.fidelity`): with the run's
+  ``--conf``/``--iou``, the FP32 detections are the reference and the INT8 detections at
+  the same threshold are matched to them (same class, IoU >= 0.5): recall (what the robot
+  still sees), precision, F1, mean/worst score change of matched pairs, mean IoU. For
+  segmenters: pixel agreement and mIoU against FP32's class map. mAP ranks detections,
+  so a detection whose score halves still counts in full there; here it is seen.
+
+**The gate** passes a graph when every limit holds on all held-out images
+(:class:`GateLimits`): drop <= ``--max-drop`` (when given), recall >= ``--min-recall``,
+precision >= ``--min-precision``, mean score change >= -``--max-score-drop``
+(detectors), pixel agreement >= ``--min-pixel-agreement`` (segmenters). Then it checks
+it can say so: the 95 % bootstrap interval (over images) of each gated quantity must be
+no wider than its tolerance; otherwise the verdict is *inconclusive* with the number of
+held-out images that would do (interval width ~ 1/sqrt(n)).
+
+The fallback search:
 
 1. Sensitivity: each layer (:class:`~edgecv.quant.qdq.Placement`) is quantized *alone*
    and the model's raw outputs are compared with FP32's on a few held-out images. The
    error is normalised per output channel (``mean((q - f)^2) / var(f)``, averaged over
-   channels), so 600-px box channels and 0-1 score channels weigh the same: a layer that
-   wipes out the class scores of a YOLOv8 output is found even though the boxes dominate
-   the raw MSE.
-2. Fallback: the ``k`` most sensitive layers go back to float; the smallest ``k`` whose
-   drop is within ``max_drop`` is searched on a subset of the held-out images (doubling,
-   then bisecting), confirmed on all of them (``k`` grows until it is), then narrowed by
-   bisecting on all of them (the subset is noisy where accuracy barely moves with ``k``).
+   channels), so 600-px box channels and 0-1 score channels weigh the same.
+2. Fallback: the ``k`` most sensitive layers go back to float; the smallest ``k`` that
+   passes is searched on a subset of the held-out images (doubling, then bisecting),
+   confirmed on all of them (``k`` grows until it is), then narrowed by bisecting on all.
+3. The answer is never worse than a graph already seen: of every configuration scored on
+   all held-out images (plain INT8 included), the passing one with the fewest float
+   layers; when none passes, the one closest to passing (largest worst-case margin).
 
 Every trial reuses the same activation statistics; only the graph is rebuilt.
 """
@@ -38,43 +52,138 @@ import numpy as np
 
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ConfigError, DatasetError
+from edgecv.quant import fidelity as fid
 from edgecv.quant.calib_data import CalibImage
 
 log = logging.getLogger(__name__)
 
-PSEUDO_GT_CONF = 0.25  # the FP32 detections that count as "what the robot would have seen"
 EVAL_CONF = 0.001  # COCO-style: score every detection
 EVAL_IOU = 0.6  # as `edgecv eval`
+RUN_CONF = 0.25  # the run's defaults (edgecv run / edgecv.load)
+RUN_IOU = 0.45
+DEFAULT_MIN_RECALL = 0.95
+DEFAULT_MIN_PRECISION = 0.95
+DEFAULT_MAX_SCORE_DROP = 0.05
+DEFAULT_MIN_PIXEL_AGREEMENT = 0.98
+MIN_TOLERANCE = 1e-6
+MIN_IMAGES = 20  # fewer held-out images: no interval is meaningful, whatever it says
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """The gate's rule (see the module doc). ``max_drop`` None: the mAP/mIoU drop is reported, not gated."""
+
+    max_drop: float | None = None
+    min_recall: float = DEFAULT_MIN_RECALL
+    min_precision: float = DEFAULT_MIN_PRECISION
+    max_score_drop: float = DEFAULT_MAX_SCORE_DROP
+    min_pixel_agreement: float = DEFAULT_MIN_PIXEL_AGREEMENT
+
+    def __post_init__(self) -> None:
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(f"--max-drop must be >= 0 points, got {self.max_drop}")
+        for name in ("min_recall", "min_precision", "min_pixel_agreement"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+        if not 0 <= self.max_score_drop <= 1:
+            raise ConfigError(f"--max-score-drop must be in [0, 1], got {self.max_score_drop}")
+
+    def checks(self, task: str) -> list[tuple[str, str, float, float]]:
+        """``(quantity, direction, limit, tolerance)``: direction ">=" or "<="; tolerance sizes the interval check."""
+        rows: list[tuple[str, str, float, float]] = []
+        if self.max_drop is not None:
+            rows.append(("drop", "<=", self.max_drop, self.max_drop))
+        if task == "detect":
+            rows += [
+                ("recall", ">=", self.min_recall, 1 - self.min_recall),
+                ("precision", ">=", self.min_precision, 1 - self.min_precision),
+                ("mean_score_change", ">=", -self.max_score_drop, self.max_score_drop),
+            ]
+        else:
+            rows.append(("pixel_agreement", ">=", self.min_pixel_agreement, 1 - self.min_pixel_agreement))
+        return rows
+
+    def to_dict(self, task: str) -> dict[str, Any]:
+        return {quantity: f"{direction} {limit:g}" for quantity, direction, limit, _ in self.checks(task)}
 
 
 @dataclass
 class _Image:
     feeds: dict[str, np.ndarray]
     transform: Any
-    truth: Any  # labelled: Sample; unlabelled: filled from the FP32 model
+    truth: Any  # labelled: Sample (or a semantic mask); unlabelled: the FP32 operating-point detections / class map
+    fp32_op: Any  # FP32 at the operating point (Detections) or FP32's class map
+
+
+@dataclass
+class Evaluation:
+    """One graph on (some of) the held-out images: score (points), fidelity vs FP32, per-image parts for the bootstrap."""
+
+    score: float
+    fidelity: dict[str, Any]
+    images: int
+    parts: list[Any] = field(default_factory=list, repr=False)  # per image: DetectionEvaluator / confusion (score)
+    matches: Any = field(default=None, repr=False)  # DetectionFidelity / SegmentationFidelity vs FP32
+    vs_labels: dict[str, Any] | None = None  # detectors with labels: the operating-point match against the labels
+
+    def values(self, baseline: float) -> dict[str, float]:
+        """The gated quantities: ``drop`` (points) and the fidelity ratios."""
+        out = {"drop": baseline - self.score}
+        for key in ("recall", "precision", "mean_score_change", "pixel_agreement"):
+            value = self.fidelity.get(key)
+            if key == "mean_score_change" and value is None:
+                value = 0.0  # no matched pair: nothing whose score changed (recall says what was lost)
+            if value is not None:
+                out[key] = float(value)
+        return out
+
+    def margin(self, limits: GateLimits, task: str, baseline: float) -> float:
+        """The worst check's slack over its tolerance: >= 0 when every limit holds."""
+        values = self.values(baseline)
+        worst = np.inf
+        for quantity, direction, limit, tolerance in limits.checks(task):
+            slack = values[quantity] - limit if direction == ">=" else limit - values[quantity]
+            worst = min(worst, slack / max(tolerance, 0.01))
+        return float(worst)
+
+    def passes(self, limits: GateLimits, task: str, baseline: float) -> bool:
+        return self.margin(limits, task, baseline) >= 0
 
 
 class HeldOut:
-    """Held-out images preprocessed once, scored against labels or against the FP32 model.
+    """Held-out images preprocessed once, the FP32 reference computed once, any graph scored against them.
 
     Args:
         images: the held-out images (never calibration images).
         reference: path of the FP32 model (metadata, and the truth when unlabelled).
         dataset: the labelled dataset ``images`` come from, or None.
         threads: ONNX Runtime threads for scoring.
+        conf / iou: the operating point (the run's score threshold and NMS IoU).
     """
 
-    def __init__(self, images: Sequence[CalibImage], reference: Path, *, dataset: Any = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        images: Sequence[CalibImage],
+        reference: Path,
+        *,
+        dataset: Any = None,
+        threads: int | None = None,
+        conf: float = RUN_CONF,
+        iou: float = RUN_IOU,
+    ) -> None:
         import edgecv
 
         if not images:
             raise DatasetError("no held-out images to measure accuracy on", hint="raise --holdout or pass --val")
         self.reference = Path(reference)
         self.threads = threads
+        self.conf, self.iou = conf, iou
         self.labelled = dataset is not None
         self.dataset = dataset
         self.skipped: list[str] = []
+        self.seconds = {"inference": 0.0, "postprocess (NMS at conf 0.001)": 0.0, "postprocess (operating point)": 0.0, "matching": 0.0}
         with edgecv.load(self.reference, conf=EVAL_CONF, iou=EVAL_IOU, threads=threads) as model:
             self.meta: ModelMeta = model.meta
             self.task = model.task
@@ -88,69 +197,140 @@ class HeldOut:
                         f"{dataset.root} has no semantic masks to measure mIoU against",
                         hint="pass a dataset with masks/ (or an image folder: the gate then measures agreement with FP32)",
                     )
-            self.images = self._prepare(images, model)
+            self.images, fp32_eval = self._prepare(images, model)
+            self.fp32 = self._evaluate_results(fp32_eval, self.images)
 
     @property
     def metric(self) -> str:
         base = "mAP50-95" if self.task == "detect" else "mIoU"
         return base if self.labelled else f"{base} vs FP32"
 
+    @property
+    def reference_detections(self) -> int:
+        return int(sum(len(image.fp32_op) for image in self.images)) if self.task == "detect" else 0
+
     def __len__(self) -> int:
         return len(self.images)
 
-    def _prepare(self, images: Sequence[CalibImage], model: Any) -> list[_Image]:
-        prepared = []
+    def _run(self, model: Any, operating: Any, feeds: dict[str, np.ndarray], transform: Any) -> tuple[Any, Any]:
+        """(eval-threshold result, operating-point result) from one inference."""
+        clock = time.perf_counter()
+        outputs = model.infer(feeds)
+        now = time.perf_counter()
+        self.seconds["inference"] += now - clock
+        result = model.postprocess(outputs, transform)
+        clock, now = now, time.perf_counter()
+        if self.task != "detect":
+            self.seconds["postprocess (operating point)"] += now - clock
+            return result, result.class_map
+        self.seconds["postprocess (NMS at conf 0.001)"] += now - clock
+        op = operating.postprocess(outputs, transform)
+        self.seconds["postprocess (operating point)"] += time.perf_counter() - now
+        return result, op
+
+    def _operating(self, model: Any) -> Any:
+        if self.task != "detect":
+            return None
+        from edgecv.api import Detector
+
+        return Detector(model.engine, conf=self.conf, iou=self.iou)
+
+    def _prepare(self, images: Sequence[CalibImage], model: Any) -> tuple[list[_Image], list[Any]]:
+        prepared, results = [], []
+        operating = self._operating(model)
         for image in images:
             frame = image.try_load(self.skipped, what="held-out image")
             if frame is None:
                 continue
             feeds, transform = model.preprocess(frame)
+            result, op = self._run(model, operating, feeds, transform)
             if self.labelled:
                 truth = image.sample
                 if self.task == "segment":
                     truth = truth.load_semantic_mask()
-            else:
-                result = model.postprocess(model.infer(feeds), transform)
-                truth = result.class_map if self.task == "segment" else result
-            prepared.append(_Image(feeds, transform, truth))
+            else:  # mAP's pseudo ground truth: FP32's detections above the run threshold, NMS as scored
+                truth = result[result.scores >= self.conf] if self.task == "detect" else op
+            prepared.append(_Image(feeds, transform, truth, op))
+            results.append(result)
         if not prepared:
             raise DatasetError("none of the held-out images could be read")
-        return prepared
+        return prepared, results
 
-    def score(self, path: Path, *, limit: int | None = None) -> float:
-        """The model's score in points on the first ``limit`` held-out images (all when None)."""
+    def evaluate(self, path: Path, *, limit: int | None = None) -> Evaluation:
+        """The model at ``path`` on the first ``limit`` held-out images (all when None)."""
         import edgecv
 
         images = self.images[:limit] if limit else self.images
         with edgecv.load(path, conf=EVAL_CONF, iou=EVAL_IOU, threads=self.threads) as model:
-            if self.task == "detect":
-                return self._detection_score(model, images)
-            return self._segmentation_score(model, images)
+            operating = self._operating(model)
+            results = [self._run(model, operating, image.feeds, image.transform) for image in images]
+        return self._evaluate_results([r for r, _ in results], images, [op for _, op in results])
 
-    def _detection_score(self, model: Any, images: Sequence[_Image]) -> float:
+    def score(self, path: Path, *, limit: int | None = None) -> float:
+        return self.evaluate(path, limit=limit).score
+
+    def fp32_on(self, limit: int | None) -> Evaluation:
+        """FP32's own evaluation on the first ``limit`` images (no inference: cached)."""
+        if not limit or limit >= len(self.images):
+            return self.fp32
+        return self._subset(self.fp32, limit)
+
+    def _subset(self, evaluation: Evaluation, limit: int) -> Evaluation:
+        idx = np.arange(min(limit, evaluation.images))
+        return Evaluation(self.score_of(evaluation.parts, idx), {}, len(idx), [evaluation.parts[i] for i in idx])
+
+    def _evaluate_results(self, results: Sequence[Any], images: Sequence[_Image], ops: Sequence[Any] | None = None) -> Evaluation:
         from edgecv.bench.accuracy import DetectionEvaluator
 
-        evaluator = DetectionEvaluator(len(self.names), names=self.names)
-        for i, image in enumerate(images):
-            result = model.postprocess(model.infer(image.feeds), image.transform)
+        clock = time.perf_counter()
+        ops = [image.fp32_op for image in images] if ops is None else list(ops)
+        vs_labels = None
+        if self.task == "detect":
+            parts = []
+            for image, result in zip(images, results):
+                evaluator = DetectionEvaluator(len(self.names), names=self.names)
+                if self.labelled:
+                    sample = image.truth
+                    evaluator.add(0, sample.boxes, sample.class_ids, result, gt_iscrowd=sample.iscrowd)
+                else:
+                    ref = image.truth
+                    evaluator.add(0, ref.xyxy, ref.class_ids, result)
+                parts.append(evaluator)
+            matches = fid.DetectionFidelity(
+                [
+                    fid.match_detections(ref.xyxy, ref.scores, ref.class_ids, op.xyxy, op.scores, op.class_ids)
+                    for ref, op in zip((image.fp32_op for image in images), ops)
+                ]
+            )
             if self.labelled:
-                sample = image.truth
-                evaluator.add(i, sample.boxes, sample.class_ids, result, gt_iscrowd=sample.iscrowd)
-            else:
-                ref = image.truth
-                keep = ref.scores >= PSEUDO_GT_CONF
-                evaluator.add(i, ref.xyxy[keep], ref.class_ids[keep], result)
-        value = evaluator.compute().map
-        return 100.0 * max(value, 0.0) if value > -1 else 100.0  # no pseudo ground truth at all: nothing to disagree on
+                vs_labels = fid.DetectionFidelity(
+                    [
+                        fid.match_detections(
+                            image.truth.boxes[~np.asarray(image.truth.iscrowd, bool)] if image.truth.iscrowd is not None else image.truth.boxes,
+                            None,
+                            image.truth.class_ids[~np.asarray(image.truth.iscrowd, bool)] if image.truth.iscrowd is not None else image.truth.class_ids,
+                            op.xyxy, op.scores, op.class_ids,
+                        )  # fmt: skip
+                        for image, op in zip(images, ops)
+                    ]
+                ).summary()
+        else:
+            k = len(self.names)
+            parts = [fid.confusion(image.truth, cmap, k).confusion for image, cmap in zip(images, ops)]
+            matches = fid.SegmentationFidelity([fid.confusion(image.fp32_op, cmap, k, None) for image, cmap in zip(images, ops)])
+        score = self.score_of(parts, np.arange(len(parts)))
+        self.seconds["matching"] += time.perf_counter() - clock
+        return Evaluation(score, matches.summary(), len(images), parts, matches, vs_labels)
 
-    def _segmentation_score(self, model: Any, images: Sequence[_Image]) -> float:
-        from edgecv.bench.accuracy import SegmentationEvaluator
+    def score_of(self, parts: Sequence[Any], idx: np.ndarray) -> float:
+        """Score in points of the images ``idx`` (may repeat) from their per-image parts."""
+        if self.task == "detect":
+            from edgecv.bench.accuracy import DetectionEvaluator
 
-        evaluator = SegmentationEvaluator(len(self.names), names=self.names)
-        for image in images:
-            result = model.postprocess(model.infer(image.feeds), image.transform)
-            evaluator.add(result.class_map, image.truth)
-        return 100.0 * evaluator.compute().miou
+            value = DetectionEvaluator.combine([parts[i] for i in idx]).compute().map
+            return 100.0 * max(value, 0.0) if value > -1 else 100.0  # no ground truth at all: nothing to disagree on
+        miou, _ = fid.miou_of(np.sum([parts[i] for i in idx], axis=0))
+        return 100.0 * float(miou)
 
     def raw_outputs(self, path: Path, count: int) -> list[np.ndarray]:
         """The model's raw outputs (first output) on the first ``count`` images, for sensitivity."""
@@ -158,6 +338,44 @@ class HeldOut:
 
         with edgecv.load(path, conf=EVAL_CONF, iou=EVAL_IOU, threads=self.threads) as model:
             return [next(iter(model.infer(image.feeds).values())) for image in self.images[:count]]
+
+    def uncertainty(self, evaluation: Evaluation, limits: GateLimits, *, samples: int = fid.BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+        """95 % bootstrap intervals (over images, paired with FP32) of the drop and the fidelity figures.
+
+        Returns ``{"intervals": {quantity: [low, high]}, "images": n, "reference_detections": ..,
+        "sufficient": bool, "short": [{quantity, width, tolerance, images_needed}]}``.
+        """
+        n = evaluation.images
+        idx = fid.resample_indices(n, samples, seed)
+        map_samples = min(samples, 200) if self.task == "detect" else samples  # mAP replays cost ~10 ms each
+        drops = np.array([self.score_of(self.fp32.parts, row) - self.score_of(evaluation.parts, row) for row in idx[:map_samples]])
+        intervals = {"drop": fid.bootstrap_interval(drops)}
+        for key, values in evaluation.matches.resampled(idx).items():
+            intervals[key] = fid.bootstrap_interval(values)
+        short = []
+        if n < MIN_IMAGES:
+            short.append({"quantity": "images", "width": None, "tolerance": None, "images_needed": MIN_IMAGES})
+        # A bootstrap of all-agreeing images has zero width: with k reference (candidate) detections all
+        # matched, the 95 % bound on the share missed is still 3/k (the rule of three).
+        counts = {"recall": evaluation.fidelity.get("reference"), "precision": evaluation.fidelity.get("candidate")}
+        for quantity, _direction, _limit, tolerance in limits.checks(self.task):
+            low, high = intervals[quantity]
+            width = high - low
+            needed = fid.images_needed(n, width, tolerance) if np.isfinite(width) else n
+            count = counts.get(quantity)
+            if count is not None and (not count or 3 / count > width):
+                width = 3 / max(count, 1)
+                needed = -1 if tolerance <= 0 else int(np.ceil(n * 3 / tolerance / max(count, 1)))
+            if np.isfinite(width) and width > tolerance + MIN_TOLERANCE:
+                short.append({"quantity": quantity, "width": round(width, 4), "tolerance": tolerance, "images_needed": needed})
+        return {
+            "images": n,
+            "reference_detections": self.reference_detections if self.task == "detect" else None,
+            "confidence": fid.CONFIDENCE,
+            "intervals": {k: [round(v[0], 4), round(v[1], 4)] for k, v in intervals.items()},
+            "sufficient": not short,
+            "short": short,
+        }
 
 
 def output_error(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
@@ -180,12 +398,20 @@ def output_error(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray])
 @dataclass
 class Trial:
     kept: int  # layers kept float
-    subset: float | None = None
-    full: float | None = None
+    subset: Evaluation | None = None
+    full: Evaluation | None = None
+    subset_pass: bool | None = None
+    full_pass: bool | None = None
+    margin: float | None = None  # on all held-out images
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda v: None if v is None else round(v, 3)  # noqa: E731
-        return {"kept_float_layers": self.kept, "subset_score": r(self.subset), "full_score": r(self.full)}
+        row: dict[str, Any] = {"kept_float_layers": self.kept, "subset_score": r(self.subset and self.subset.score)}
+        row["full_score"] = r(self.full and self.full.score)
+        if self.full is not None:
+            row |= {k: r(self.full.fidelity.get(k)) for k in ("recall", "precision", "mean_score_change", "pixel_agreement") if k in self.full.fidelity}
+        row["passed"] = self.full_pass if self.full is not None else self.subset_pass
+        return row
 
 
 @dataclass
@@ -195,18 +421,23 @@ class GateResult:
     Attributes:
         kept_layers: layer labels returned to float, most sensitive first.
         kept_nodes: their node names (what the quantizer excludes).
-        score: the final score on all held-out images; ``passed`` whether within the limit.
+        evaluation: the chosen graph on all held-out images; ``score`` its score (points).
+        passed: every limit holds on all held-out images (see :class:`GateLimits`).
         sensitivity: ``{layer: output error when quantized alone}``, most sensitive first.
         trials: every configuration scored.
     """
 
     kept_layers: list[str]
     kept_nodes: list[str]
-    score: float
+    evaluation: Evaluation
     passed: bool
     sensitivity: dict[str, float] = field(default_factory=dict)
     trials: list[Trial] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return self.evaluation.score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +447,7 @@ class GateResult:
             "passed": self.passed,
             "sensitivity": {k: float(f"{v:.4g}") for k, v in self.sensitivity.items()},
             "trials": [t.to_dict() for t in self.trials],
-            "seconds": round(self.seconds, 1),
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
         }
 
 
@@ -225,30 +456,36 @@ def run_gate(
     layers: dict[str, tuple[str, ...]],
     held: HeldOut,
     *,
-    baseline: float,
-    baseline_subset: float,
-    max_drop: float,
+    limits: GateLimits,
     subset: int,
+    plain: Evaluation | None = None,
     sensitivity_images: int = 8,
     progress: Progress | None = None,
 ) -> GateResult:
-    """Return layers to float, most sensitive first, until the drop is within ``max_drop`` points.
+    """Return layers to float, most sensitive first, until every limit holds (see the module doc).
 
     Args:
         build: ``build(kept_float_node_names) -> path`` of the INT8 model with those nodes float.
         layers: ``{label: node names}`` the quantizer quantizes (the fallback units).
-        held: the held-out images.
-        baseline / baseline_subset: the FP32 score on all held-out images / on the subset.
-        max_drop: allowed drop in points.
+        held: the held-out images (with the FP32 reference).
+        limits: the gate's rule.
         subset: images in the quick subset.
+        plain: plain INT8 (nothing float) on all held-out images, when already measured (else measured here).
         sensitivity_images: images for the per-layer sensitivity.
         progress: ``progress(done, total)`` over the sensitivity pass.
     """
-    if max_drop < 0:
-        raise ConfigError(f"--max-drop must be >= 0, got {max_drop}")
     start = time.perf_counter()
+    seconds = {"sensitivity": 0.0, "trials": 0.0}
+    task = held.task
+    baseline, baseline_subset = held.fp32.score, held.fp32_on(subset).score
     labels = list(layers)
     everything = [n for names in layers.values() for n in names]
+    trials: dict[int, Trial] = {}
+    if plain is None:  # plain INT8 on all images: the search's answer is never worse than it
+        plain = held.evaluate(build([]))
+    trials[0] = Trial(0, full=plain, full_pass=plain.passes(limits, task, baseline), margin=plain.margin(limits, task, baseline))
+    if trials[0].full_pass:
+        return GateResult([], [], plain, True, trials=[trials[0]], seconds=seconds)
     reference = held.raw_outputs(held.reference, sensitivity_images)  # the FP32 model's outputs
     errors: dict[str, float] = {}
     for done, label in enumerate(labels, 1):
@@ -258,21 +495,28 @@ def run_gate(
             progress(done, len(labels))
     order = sorted(labels, key=lambda k: -errors[k])
     sensitivity = {k: errors[k] for k in order}
+    seconds["sensitivity"] = time.perf_counter() - start
 
     def nodes_of(k: int) -> list[str]:
         return [n for label in order[:k] for n in layers[label]]
 
-    trials: dict[int, Trial] = {}
-
     def within(k: int, full: bool) -> bool:
         trial = trials.setdefault(k, Trial(k))
+        if full and trial.full_pass is not None:
+            return trial.full_pass
+        if not full and trial.subset_pass is not None:
+            return trial.subset_pass
         path = build(nodes_of(k))
         if full:
-            trial.full = held.score(path)
-            return trial.full >= baseline - max_drop
-        trial.subset = held.score(path, limit=subset)
-        return trial.subset >= baseline_subset - max_drop
+            trial.full = held.evaluate(path)
+            trial.margin = trial.full.margin(limits, task, baseline)
+            trial.full_pass = trial.margin >= 0
+            return trial.full_pass
+        trial.subset = held.evaluate(path, limit=subset)
+        trial.subset_pass = trial.subset.passes(limits, task, baseline_subset)
+        return trial.subset_pass
 
+    clock = time.perf_counter()
     n = len(order)
     low, high = 0, 0  # invariant once found: high passes on the subset, everything <= low failed
     if not within(0, full=False):
@@ -294,26 +538,39 @@ def run_gate(
         k = min(n, max(k + 1, k + k // 2))
     # The subset is noisy where the curve is flat and can overshoot: bisect on all held-out
     # images between the largest k known to fail there (plain INT8, k = 0, did) and k.
-    low = max((t.kept for t in trials.values() if t.full is not None and t.full < baseline - max_drop and t.kept < k), default=0)
-    while k - low > 1 and trials[k].full is not None and trials[k].full >= baseline - max_drop:
+    low = max((t.kept for t in trials.values() if t.full_pass is False and t.kept < k), default=0)
+    while k - low > 1 and trials[k].full_pass:
         mid = (low + k) // 2
         if within(mid, full=True):
             k = mid
         else:
             low = mid
-    final = trials[k]
+    seconds["trials"] = time.perf_counter() - clock
+    final = best_trial(trials.values())
     assert final.full is not None
     result = GateResult(
-        kept_layers=order[:k],
-        kept_nodes=nodes_of(k),
-        score=final.full,
-        passed=final.full >= baseline - max_drop,
+        kept_layers=order[: final.kept],
+        kept_nodes=nodes_of(final.kept),
+        evaluation=final.full,
+        passed=bool(final.full_pass),
         sensitivity=sensitivity,
         trials=sorted(trials.values(), key=lambda t: t.kept),
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
     )
-    log.info("gate: %d of %d layers kept float, %.2f points (FP32 %.2f) in %.1f s", k, n, final.full, baseline, result.seconds)
+    log.info("gate: %d of %d layers kept float, %.2f points (FP32 %.2f) in %.1f s", final.kept, n, final.full.score, baseline, time.perf_counter() - start)
     return result
+
+
+def best_trial(trials: Any) -> Trial:
+    """Never worse than one seen: of the trials scored on all images, the passing one with the fewest
+    float layers, else the one with the largest margin (ties: fewer float layers)."""
+    full = [t for t in trials if t.full is not None and t.margin is not None]
+    if not full:
+        raise ValueError("no trial was scored on all held-out images")
+    passing = [t for t in full if t.full_pass]
+    if passing:
+        return min(passing, key=lambda t: (t.kept, -t.margin))
+    return max(full, key=lambda t: (t.margin, -t.kept))
 
 
 class ModelBuilder:
@@ -324,11 +581,14 @@ class ModelBuilder:
         self._meta = meta
         self._dir = tempfile.TemporaryDirectory(prefix="edgecv-gate-")
         self._paths: dict[frozenset[str], Path] = {}
+        self.seconds = 0.0  # building and saving graphs
+        self.builds = 0
 
     def __call__(self, keep_float: Sequence[str]) -> Path:
         key = frozenset(keep_float)
         path = self._paths.get(key)
         if path is None:
+            clock = time.perf_counter()
             import onnx
 
             from edgecv.export.graph import set_metadata
@@ -337,6 +597,8 @@ class ModelBuilder:
             path = Path(self._dir.name) / f"trial{len(self._paths)}.onnx"
             onnx.save_model(model, str(path))
             self._paths[key] = path
+            self.seconds += time.perf_counter() - clock
+            self.builds += 1
         return path
 
     def close(self) -> None:

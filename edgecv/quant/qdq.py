@@ -30,8 +30,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from edgecv._optional import require
 from edgecv.errors import ConfigError
 from edgecv.quant.ranges import DEFAULT_PERCENTILE, TensorStats
@@ -94,9 +92,9 @@ def op_types(target: str) -> list[str]:
     if target == "tensorrt":
         return list(WEIGHTED_OPS)
     if target == "cpu":
-        registry = require("onnxruntime.quantization.registry")
-        ops = set(registry.QLinearOpsRegistry) | set(registry.QDQRegistry)
-        return sorted(ops - _CPU_SKIP)
+        from edgecv.graph.ort_compat import quantized_op_types
+
+        return sorted(quantized_op_types() - _CPU_SKIP)
     raise ConfigError(f"unknown INT8 target {target!r}", hint=f"use one of {', '.join(TARGETS)}")
 
 
@@ -128,6 +126,28 @@ def placement(model: Any, target: str, *, keep_tail: bool = True) -> Placement:
         owner[node.name] = key
         layers.setdefault(key, []).append(node.name)
     return Placement(tuple(n.name for n in quantized), {k: tuple(v) for k, v in layers.items()}, tail)
+
+
+def range_tensors(model: Any, targets: Sequence[str], *, keep_tail: bool = True) -> list[str]:
+    """The activations whose ranges the Q/DQ graphs of ``targets`` can use, in graph order.
+
+    ``tensorrt``: the activation inputs of the weighted nodes (their outputs are not
+    quantized); ``cpu``: the activation inputs and outputs of every quantized node.
+    Statistics of other tensors would never be read by the quantizer.
+    """
+    weights = {t.name for t in model.graph.initializer}
+    wanted: set[str] = set()
+    for target in targets:
+        place = placement(model, target, keep_tail=keep_tail)
+        chosen = set(place.quantized)
+        for node in model.graph.node:
+            if node.name not in chosen:
+                continue
+            names = list(node.input) if target == "tensorrt" else [*node.input, *node.output]
+            wanted |= {n for n in names if n and n not in weights}
+    from edgecv.quant.collect import float_activations
+
+    return [name for name in float_activations(model) if name in wanted]
 
 
 def amaxes(stats: Mapping[str, TensorStats], method: str, percentile: float = DEFAULT_PERCENTILE) -> dict[str, float]:
@@ -162,35 +182,30 @@ def quantize(
         The quantized ``onnx.ModelProto`` and the names of the nodes that read INT8 inputs.
     """
     onnx = require("onnx")
-    calibrate = require("onnxruntime.quantization.calibrate")
     quant_utils = require("onnxruntime.quantization.quant_utils")
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-
     from edgecv.export.graph import toposort
+    from edgecv.graph import ort_compat
 
     place = placement(model, target, keep_tail=keep_tail)
     excluded = set(place.tail) | set(keep_float)
     quantized = [name for name in place.quantized if name not in excluded]
-    data = {
-        name: calibrate.TensorData(lowest=np.float32(low), highest=np.float32(high)) for name, (low, high) in ranges.items()
-    }
     work = onnx.ModelProto()
     work.CopyFrom(model)
     symmetric = target == "tensorrt"
     options: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
     if target == "tensorrt":
         options |= {"QuantizeBias": False, "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS)}
-    quantizer = QDQQuantizer(
+    quantizer = ort_compat.qdq_quantizer(
         work,
-        True,  # per-channel weights
-        False,  # reduce_range: a VNNI-era workaround, not needed for TensorRT or current CPUs
-        quant_utils.QuantType.QInt8,
-        quant_utils.QuantType.QInt8 if symmetric else quant_utils.QuantType.QUInt8,
-        calibrate.TensorsData(calibrate.CalibrationMethod.MinMax, data),
-        quantized,
-        sorted(excluded),
-        op_types(target),
-        options,
+        per_channel=True,
+        reduce_range=False,  # a VNNI-era workaround, not needed for TensorRT or current CPUs
+        weight_type=quant_utils.QuantType.QInt8,
+        activation_type=quant_utils.QuantType.QInt8 if symmetric else quant_utils.QuantType.QUInt8,
+        tensors_range=ort_compat.tensors_data(ranges),
+        nodes_to_quantize=quantized,
+        nodes_to_exclude=sorted(excluded),
+        op_types_to_quantize=op_types(target),
+        extra_options=options,
     )
     _quiet(quantizer.quantize_model)
     out = quantizer.model.model

@@ -50,23 +50,26 @@ class TensorStats:
     def absmax(self) -> float:
         return max(abs(self.min), abs(self.max)) if self.count else 0.0
 
-    def update(self, values: np.ndarray) -> None:
-        x = np.abs(np.asarray(values, np.float32).ravel())
-        if not x.size:
+    def update(self, values: np.ndarray, *, histogram: bool = True) -> None:
+        """Add a batch. ``histogram=False`` keeps min/max only (``amax`` is then ``max |x|`` for every method)."""
+        values = np.asarray(values, np.float32).ravel()
+        if not values.size:
             return
-        finite = np.isfinite(x)
-        if not finite.all():
-            x = x[finite]
-            values = np.asarray(values).ravel()[finite]
-            if not x.size:
+        low, high = float(values.min()), float(values.max())
+        if not (np.isfinite(low) and np.isfinite(high)):  # rare: one more pass to drop inf/nan
+            values = values[np.isfinite(values)]
+            if not values.size:
                 return
-        self.min = min(self.min, float(np.min(values)))
-        self.max = max(self.max, float(np.max(values)))
-        self.count += x.size
-        top = float(x.max())
+            low, high = float(values.min()), float(values.max())
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
+        self.count += values.size
+        if not histogram:
+            return
+        top = max(-low, high)
         if self.width == 0.0:
             if top == 0.0:  # all zeros so far: keep them as a count in bin 0 once a width exists
-                self.hist = np.array([self.hist.sum() + x.size], np.int64) if self.hist.size else np.array([x.size], np.int64)
+                self.hist = np.array([self.hist.sum() + values.size], np.int64) if self.hist.size else np.array([values.size], np.int64)
                 return
             zeros = int(self.hist.sum()) if self.hist.size else 0
             self.width = top / MAX_BINS
@@ -78,7 +81,10 @@ class TensorStats:
                 self._merge_pairs()
                 needed = int(top / self.width) + 1
             self.hist = np.concatenate([self.hist, np.zeros(needed - self.hist.size, np.int64)])
-        idx = np.minimum((x / np.float32(self.width)).astype(np.int64), self.hist.size - 1)
+        x = np.abs(values)
+        np.multiply(x, np.float32(1.0 / self.width), out=x)
+        idx = x.astype(np.int32)
+        np.minimum(idx, self.hist.size - 1, out=idx)
         self.hist += np.bincount(idx, minlength=self.hist.size)
 
     def _merge_pairs(self) -> None:

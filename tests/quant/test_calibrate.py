@@ -121,3 +121,64 @@ def test_cli_foreign_model_needs_imgsz_then_calibrates_from_video(det_onnx: Path
         assert loaded.meta.input_size == (256, 320) and loaded.meta.extra["int8"]["metric"] == "mAP50-95 vs FP32"
     again = runner.invoke(app, ["calibrate", str(tmp_path / "foreign.int8.onnx"), str(demo_video)])
     assert again.exit_code == 2 and "quantization nodes" in again.output
+
+
+def test_quantized_tail_fails_at_the_operating_point_though_the_map_limit_holds(det_onnx: Path, calib_set: Path) -> None:
+    """The shipped detector with its tail quantized (CPU target): one UINT8 scale over 0-256 px boxes and 0-1 scores.
+
+    A limit on mAP alone (the old gate) passes it when the limit is just above its drop; at
+    conf 0.25 it loses FP32's detections, and the gate now says so.
+    """
+    from edgecv.export.convert import read_meta
+    from edgecv.export.graph import load_onnx
+    from edgecv.quant import calib_data, qdq
+    from edgecv.quant.collect import collect_stats
+    from edgecv.quant.gate import GateLimits, HeldOut, ModelBuilder
+
+    meta = read_meta(det_onnx)
+    prepared = qdq.prepare(load_onnx(det_onnx))
+    images = calib_data.gather(calib_set / "images", num=48, holdout=24, seed=0)
+    stats, _ = collect_stats(prepared, calib_data.tensors(images.calibration, meta, []))
+    ranges = qdq.tensor_ranges(stats, qdq.amaxes(stats, "percentile"), symmetric=False)
+    crushed = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=False)[0], meta.replace(precision="int8"))
+    kept = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=True)[0], meta.replace(precision="int8"))
+    try:
+        held = HeldOut(images.holdout, det_onnx)
+        assert held.fp32.score == pytest.approx(100.0) and held.fp32.fidelity["recall"] == 1.0
+        plain = held.evaluate(crushed([]))
+        drop = held.fp32.score - plain.score
+        map_only = GateLimits(max_drop=drop + 0.5, min_recall=0, min_precision=0, max_score_drop=1)
+        assert plain.passes(map_only, "detect", held.fp32.score)
+        gate = GateLimits(max_drop=drop + 0.5)
+        assert not plain.passes(gate, "detect", held.fp32.score)
+        assert plain.fidelity["recall"] < 0.95 or plain.fidelity["mean_score_change"] < -0.05
+        assert plain.fidelity["matched"] < plain.fidelity["reference"]  # detections lost at conf 0.25
+        good = held.evaluate(kept([]))  # the tail float: what edgecv does by default
+        assert good.fidelity["recall"] > plain.fidelity["recall"]
+        assert good.fidelity["mean_iou"] > 0.9
+    finally:
+        crushed.close()
+        kept.close()
+
+
+def test_cli_refuses_to_pass_on_too_few_held_out_images(det_onnx: Path, calib_set: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    model = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
+    args = [
+        "calibrate", str(model), str(calib_set / "images"), "--num", "24", "--holdout", "8", "--bench-iterations", "0", "--no-cache",
+        "--max-drop", "60", "--min-recall", "0.5", "--min-precision", "0.5", "--max-score-drop", "0.5",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "not enough held-out data" in text and "--val" in text and "--every" in text and "more held-out images" in text
+    assert "Traceback" not in result.output
+    saved = json.loads((tmp_path / "det.int8.json").read_text())
+    target = saved["targets"][0]
+    assert target["verdict"] == "inconclusive" and not target["uncertainty"]["sufficient"]
+    assert target["uncertainty"]["images"] == 8 and set(target["uncertainty"]["intervals"]) >= {"drop", "recall", "precision"}
+    with edgecv.load(tmp_path / "det.int8.onnx") as loaded:
+        assert loaded.meta.extra["int8"]["gate"]["verdict"] == "inconclusive"
