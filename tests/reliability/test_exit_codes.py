@@ -110,24 +110,24 @@ def test_success_is_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_bug_is_70_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgecv.artifact
+    import edgecv.engine.registry
 
     def broken(path: Path) -> dict:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(edgecv.artifact, "describe_model", broken)
+    monkeypatch.setattr(edgecv.engine.registry, "describe_model", broken)
     result = runner.invoke(app, ["info", DET])
     assert result.exit_code == EXIT_BUG
     assert "Traceback" in result.output and "internal error" in result.output
 
 
 def test_interrupted_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgecv.artifact
+    import edgecv.engine.registry
 
     def interrupted(path: Path) -> dict:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(edgecv.artifact, "describe_model", interrupted)
+    monkeypatch.setattr(edgecv.engine.registry, "describe_model", interrupted)
     assert runner.invoke(app, ["info", DET]).exit_code == EXIT_INTERRUPTED
 
 
