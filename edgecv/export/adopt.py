@@ -18,7 +18,7 @@ import numpy as np
 from edgecv import __version__
 from edgecv.artifact import FOREIGN_LAYOUTS, ModelMeta, atomic_output, file_sha256, with_input_size
 from edgecv.errors import ExportError
-from edgecv.export.graph import load_onnx, save_onnx, set_metadata
+from edgecv.graph.onnx_graph import load_onnx, save_onnx, set_metadata
 
 
 @dataclass(frozen=True)

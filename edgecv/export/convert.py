@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgecv.artifact import ModelMeta
 from edgecv.engine.onnxruntime import read_onnx_meta as read_meta
-from edgecv.export.graph import load_onnx, save_onnx
+from edgecv.graph.onnx_graph import load_onnx, save_onnx
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def convert_onnx(
 
         model, meta = add_preprocess(model, meta)
     if fp16:
-        from edgecv.quant.fp16 import DEFAULT_KEEP, convert_fp16
+        from edgecv.graph.fp16 import DEFAULT_KEEP, convert_fp16
 
         model, meta = convert_fp16(model, meta, keep_fp32_ops=(*DEFAULT_KEEP, *keep_fp32_ops))
     save_onnx(model, Path(dest))

@@ -45,7 +45,7 @@ import numpy as np
 from edgecv._optional import require
 from edgecv.artifact import SEG_PROTOS, ModelMeta
 from edgecv.errors import ConfigError, ExportError
-from edgecv.export.graph import dim_value, tensor_names
+from edgecv.graph.onnx_graph import dim_value, tensor_names
 from edgecv.vision.decode import NMS_MASK_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def add_nms(
     onnx = require("onnx")
     from onnx import TensorProto, helper
 
-    from edgecv.export.graph import set_metadata
+    from edgecv.graph.onnx_graph import set_metadata
 
     check_nms_options(kind, iou, conf, max_det)
     raw, nc, batch, protos = _yolo_output(model, meta)

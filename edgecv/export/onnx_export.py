@@ -22,7 +22,7 @@ from edgecv import __version__
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta, atomic_output, file_sha256
 from edgecv.errors import ConfigError, ExportError
-from edgecv.export.graph import failed_path, load_onnx, name_dynamic_dims, save_onnx, set_metadata
+from edgecv.graph.onnx_graph import failed_path, load_onnx, name_dynamic_dims, save_onnx, set_metadata
 from edgecv.zoo.registry import Architecture, get_architecture
 
 log = logging.getLogger(__name__)

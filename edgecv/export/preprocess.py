@@ -26,7 +26,7 @@ import numpy as np
 from edgecv._optional import require
 from edgecv.artifact import ModelMeta
 from edgecv.errors import ExportError
-from edgecv.export.graph import dim_value, tensor_names
+from edgecv.graph.onnx_graph import dim_value, tensor_names
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def add_preprocess(model: Any, meta: ModelMeta) -> tuple[Any, ModelMeta]:
     onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgecv.export.graph import set_metadata
+    from edgecv.graph.onnx_graph import set_metadata
 
     if meta.preprocess_in_graph:
         raise ExportError(

@@ -113,3 +113,9 @@ def toposort(graph: Any) -> None:
         copy.CopyFrom(nodes[i])
     del graph.node[:]
     graph.node.extend(copies)
+
+
+def failed_path(path: Path) -> Path:
+    """Where a model that failed its checks is kept for inspection: ``m.onnx`` -> ``m.failed.onnx``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")

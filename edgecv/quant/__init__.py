@@ -4,7 +4,7 @@ Submodules import ``onnx`` inside their functions, so this package imports with 
 runtime dependencies only.
 """
 
+from edgecv.graph.fp16 import DEFAULT_KEEP, convert_fp16, tail_nodes
 from edgecv.quant.calibrate import CalibrateOptions, CalibrationReport, calibrate
-from edgecv.quant.fp16 import DEFAULT_KEEP, convert_fp16, tail_nodes
 
 __all__ = ["DEFAULT_KEEP", "CalibrateOptions", "CalibrationReport", "calibrate", "convert_fp16", "tail_nodes"]

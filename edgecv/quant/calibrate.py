@@ -217,7 +217,7 @@ def calibrate(
         DatasetError: no readable images.
     """
     from edgecv.export.convert import read_meta
-    from edgecv.export.graph import load_onnx, save_onnx, set_metadata
+    from edgecv.graph.onnx_graph import load_onnx, save_onnx, set_metadata
     from edgecv.quant.collect import collect_stats
     from edgecv.quant.gate import HeldOut, ModelBuilder, run_gate
 
@@ -428,7 +428,7 @@ def cache_tensors(prepared: Any, amax: dict[str, float], kept_nodes: set[str], *
     Outputs of the tail (decode, scores) and of kept-float nodes get no scale, so TensorRT
     keeps them in higher precision, as the Q/DQ graph does.
     """
-    from edgecv.quant.fp16 import tail_nodes
+    from edgecv.graph.fp16 import tail_nodes
 
     float_nodes = set(kept_nodes) | (set(tail_nodes(prepared)) if keep_tail else set())
     excluded = {out for node in prepared.graph.node if node.name in float_nodes for out in node.output}
@@ -437,7 +437,7 @@ def cache_tensors(prepared: Any, amax: dict[str, float], kept_nodes: set[str], *
 
 
 def _write_cache(path: Path, prepared: Any, amax: dict[str, float], kept_nodes: set[str], *, keep_tail: bool) -> Path:
-    from edgecv.quant.trt_cache import write_cache
+    from edgecv.engine.trt_cache import write_cache
 
     return write_cache(path, cache_tensors(prepared, amax, kept_nodes, keep_tail=keep_tail))
 
@@ -502,7 +502,7 @@ def calibration_meta(
         ConfigError: a dynamic input size that nothing states.
     """
     from edgecv.engine.onnxruntime import OnnxRuntimeEngine
-    from edgecv.export.graph import load_onnx
+    from edgecv.graph.onnx_graph import load_onnx
 
     props = {p.key: p.value for p in load_onnx(model_path).metadata_props}
     ours = ModelMeta.from_props(props)

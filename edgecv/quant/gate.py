@@ -591,7 +591,7 @@ class ModelBuilder:
             clock = time.perf_counter()
             import onnx
 
-            from edgecv.export.graph import set_metadata
+            from edgecv.graph.onnx_graph import set_metadata
 
             model = set_metadata(self._build_graph(sorted(key)), self._meta)
             path = Path(self._dir.name) / f"trial{len(self._paths)}.onnx"

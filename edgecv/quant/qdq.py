@@ -79,7 +79,7 @@ def check_float_model(model: Any, precision: str) -> None:
 def prepare(model: Any) -> Any:
     """A copy with named nodes and inferred value infos: what statistics and placement need."""
     onnx = require("onnx")
-    from edgecv.export.graph import name_nodes
+    from edgecv.graph.onnx_graph import name_nodes
 
     work = onnx.ModelProto()
     work.CopyFrom(model)
@@ -100,7 +100,7 @@ def op_types(target: str) -> list[str]:
 
 def placement(model: Any, target: str, *, keep_tail: bool = True) -> Placement:
     """Which nodes of ``model`` (prepared, see :func:`prepare`) ``target`` quantizes, grouped into layers."""
-    from edgecv.quant.fp16 import tail_nodes
+    from edgecv.graph.fp16 import tail_nodes
 
     tail = tuple(tail_nodes(model)) if keep_tail else ()
     types = set(op_types(target))
@@ -183,8 +183,8 @@ def quantize(
     """
     onnx = require("onnx")
     quant_utils = require("onnxruntime.quantization.quant_utils")
-    from edgecv.export.graph import toposort
     from edgecv.graph import ort_compat
+    from edgecv.graph.onnx_graph import toposort
 
     place = placement(model, target, keep_tail=keep_tail)
     excluded = set(place.tail) | set(keep_float)

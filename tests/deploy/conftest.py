@@ -21,11 +21,11 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, det_onnx: Path, seg_onnx
     from tiny_models import constant_yolo, yolo_raw
 
     from edgecv.engine.builder import BuildOptions, build_engine
+    from edgecv.engine.trt_cache import write_cache
     from edgecv.export.convert import NmsOptions, convert_onnx, read_meta
-    from edgecv.export.graph import load_onnx, save_onnx, set_metadata
+    from edgecv.graph.onnx_graph import load_onnx, save_onnx, set_metadata
     from edgecv.quant import qdq
     from edgecv.quant.collect import collect_stats
-    from edgecv.quant.trt_cache import write_cache
 
     out = tmp_path_factory.mktemp("artifacts")
     paths = {"det": Path(shutil.copy(det_onnx, out / "det.onnx")), "seg": Path(shutil.copy(seg_onnx, out / "seg.onnx"))}

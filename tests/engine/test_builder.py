@@ -103,7 +103,7 @@ def test_best_on_tensorrt10_uses_weak_typing(onnx_copy: Path) -> None:
 
 
 def test_implicit_int8_from_a_cache_on_tensorrt10(onnx_copy: Path, tmp_path: Path) -> None:
-    from edgecv.quant.trt_cache import write_cache
+    from edgecv.engine.trt_cache import write_cache
 
     cache = write_cache(tmp_path / "det.calib", {"images": 1.0})
     trt = fake_trt.make("10.3.0")

@@ -15,8 +15,8 @@ from edgecv.artifact import ModelMeta  # noqa: E402
 from edgecv.data.synthetic import make_scene  # noqa: E402
 from edgecv.engine import load_engine  # noqa: E402
 from edgecv.errors import ConfigError, ExportError  # noqa: E402
-from edgecv.export.graph import save_onnx  # noqa: E402
 from edgecv.export.nms import add_nms  # noqa: E402
+from edgecv.graph.onnx_graph import save_onnx  # noqa: E402
 from edgecv.vision.decode import decode_nms_outputs, decode_yolov8  # noqa: E402
 from edgecv.vision.letterbox import preprocess  # noqa: E402
 

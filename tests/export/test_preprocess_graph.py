@@ -17,8 +17,8 @@ from edgecv import assets  # noqa: E402
 from edgecv.artifact import ModelMeta  # noqa: E402
 from edgecv.data.datasets import open_dataset  # noqa: E402
 from edgecv.errors import ExportError  # noqa: E402
-from edgecv.export.graph import load_onnx, save_onnx  # noqa: E402
 from edgecv.export.preprocess import add_preprocess  # noqa: E402
+from edgecv.graph.onnx_graph import load_onnx, save_onnx  # noqa: E402
 from edgecv.vision.letterbox import preprocess  # noqa: E402
 
 

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("onnx")
 
 import edgecv  # noqa: E402
+from edgecv.engine.trt_cache import check_names, read_cache  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
 from edgecv.quant.calibrate import CalibrateOptions, calibrate  # noqa: E402
-from edgecv.quant.trt_cache import check_names, read_cache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_detector_both_targets_with_gate(det_onnx: Path, calib_set: Path, tmp_pa
     ]  # fmt: skip
     import onnx
 
-    from edgecv.export.graph import tensor_names
+    from edgecv.graph.onnx_graph import tensor_names
 
     cache = read_cache(report.cache)
     check_names(cache, tensor_names(onnx.load(str(model)).graph))
@@ -130,7 +130,7 @@ def test_quantized_tail_fails_at_the_operating_point_though_the_map_limit_holds(
     conf 0.25 it loses FP32's detections, and the gate now says so.
     """
     from edgecv.export.convert import read_meta
-    from edgecv.export.graph import load_onnx
+    from edgecv.graph.onnx_graph import load_onnx
     from edgecv.quant import calib_data, qdq
     from edgecv.quant.collect import collect_stats
     from edgecv.quant.gate import GateLimits, HeldOut, ModelBuilder

@@ -18,9 +18,9 @@ from edgecv.artifact import ModelMeta  # noqa: E402
 from edgecv.bench.accuracy import evaluate  # noqa: E402
 from edgecv.data.datasets import open_dataset  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
-from edgecv.export.graph import load_onnx, save_onnx  # noqa: E402
 from edgecv.export.preprocess import add_preprocess  # noqa: E402
-from edgecv.quant.fp16 import convert_fp16, tail_nodes  # noqa: E402
+from edgecv.graph.fp16 import convert_fp16, tail_nodes  # noqa: E402
+from edgecv.graph.onnx_graph import load_onnx, save_onnx  # noqa: E402
 from edgecv.vision.letterbox import preprocess  # noqa: E402
 
 NAMES = ("shapes-det", "shapes-seg")

@@ -13,10 +13,10 @@ ort = pytest.importorskip("onnxruntime")
 
 from edgecv.artifact import ModelMeta  # noqa: E402
 from edgecv.errors import ConfigError  # noqa: E402
+from edgecv.graph.fp16 import tail_nodes  # noqa: E402
 from edgecv.quant import calib_data, qdq  # noqa: E402
 from edgecv.quant.calibrate import cache_tensors  # noqa: E402
 from edgecv.quant.collect import collect_stats  # noqa: E402
-from edgecv.quant.fp16 import tail_nodes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_cache_covers_the_network_but_not_what_stays_float(calibrated: tuple) ->
     prepared, stats, _ = calibrated
     amax = qdq.amaxes(stats, "entropy")
     entries = cache_tensors(prepared, amax, set(), keep_tail=True)
-    from edgecv.export.graph import tensor_names
+    from edgecv.graph.onnx_graph import tensor_names
 
     assert set(entries) <= tensor_names(prepared.graph)
     assert "images" in entries and entries["images"] == pytest.approx(1.0, abs=0.01)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecv.errors import ArtifactError
-from edgecv.quant.trt_cache import (
+from edgecv.engine.trt_cache import (
     check_names,
     format_cache,
     parse_cache,
@@ -16,6 +15,7 @@ from edgecv.quant.trt_cache import (
     version_code,
     write_cache,
 )
+from edgecv.errors import ArtifactError
 
 
 def test_scale_hex_is_big_endian_float32_bits() -> None:

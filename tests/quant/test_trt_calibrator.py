@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from cuda_sim import CudaSim
 
+from edgecv.engine.trt_cache import format_cache, read_cache
+from edgecv.engine.trt_calibrator import CalibrationBatches, make_entropy_calibrator
 from edgecv.errors import ArtifactError, DatasetError, EngineError
-from edgecv.quant.trt_cache import format_cache, read_cache
-from edgecv.quant.trt_calibrator import CalibrationBatches, make_entropy_calibrator
 
 
 def _inputs(n: int, shape: tuple[int, ...] = (3, 4, 5)) -> list[np.ndarray]:
