@@ -103,7 +103,7 @@ def check_verdict(report: Any) -> None:
             )
             raise CalibrationError(
                 f"INT8 {t.target} passes on {n} held-out images ({t.uncertainty.get('reference_detections') or 0} reference detections), "
-                f"but {why}: not enough held-out data to show it",
+                f"but {why}: not enough held-out data to show it (kept as {t.path}, not as the INT8 model)",
                 hint=f"give {more} held-out images: --val FOLDER, a larger --holdout with more images, or frames of a video with --every K",
             )
 

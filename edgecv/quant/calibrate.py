@@ -347,6 +347,9 @@ def calibrate(
             if options.max_drop is not None:
                 info["max_drop"] = options.max_drop
             set_metadata(final, int8_meta.replace(extra={**meta.extra, "int8": info}))
+            if result.verdict in ("failed", "inconclusive"):
+                # not a checked model: it never takes the target's name (an earlier good MODEL.int8.onnx stays)
+                result.path = unchecked_path(result.path, result.verdict)
             save_onnx(final, result.path)
             results.append(result)
             seconds[target] = time.perf_counter() - clock
@@ -399,6 +402,13 @@ def _fp32_vs_labels(held: Any) -> dict[str, Any] | None:
     if held is None or not held.labelled or held.task != "detect":
         return None
     return held.fp32.vs_labels
+
+
+def unchecked_path(path: Path, verdict: str) -> Path:
+    """Where a graph the gate did not pass is kept for inspection: ``m.int8.onnx`` -> ``m.int8.failed.onnx``
+    (gate failed) or ``m.int8.unverified.onnx`` (too little held-out data to decide)."""
+    tag = "failed" if verdict == "failed" else "unverified"
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
 
 
 def _log_verdict(target: str, result: TargetResult, fp32_score: float, limits: Any) -> None:
