@@ -71,3 +71,12 @@ def test_output_paths_placeholders(tmp_path: Path) -> None:
     assert output_paths([], specs, "--save") == [None, None]
     same = runner.invoke(app, ["run", "--source", "a.mp4", "--source", "b.mp4", "--save", str(tmp_path / "x.mp4"), "--save", str(tmp_path / "x.mp4")])
     assert same.exit_code == 2 and "several sources would write" in same.output
+
+
+def test_batching_options_with_one_source_say_they_have_no_effect(det_onnx: Path, demo_video: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        result = invoke("run", det_onnx, "--source", demo_video, "--max-frames", "2", "--max-batch", "2")
+    assert result.exit_code == 0, result.output
+    assert any("--max-batch" in r.getMessage() and "no effect" in r.getMessage() for r in caplog.records)

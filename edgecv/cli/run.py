@@ -29,7 +29,7 @@ def run(
     realtime: Annotated[bool, typer.Option(help="Pace a file at its fps and treat it like a live camera (newest frame, drops counted).", rich_help_panel="Input")] = False,
     reconnect_timeout: Annotated[float, typer.Option(help="Give up on a dropped live source after this many seconds.", rich_help_panel="Input")] = 30.0,
     open_timeout: Annotated[float, typer.Option(help="Network streams: how long opening (and each read) may take, in seconds.", rich_help_panel="Input")] = 5.0,
-    batch_timeout_ms: Annotated[float, typer.Option(help="Several sources: once one has a frame, wait at most this long for the others before inferring the batch (about one frame period).", rich_help_panel="Input")] = 33.0,
+    batch_timeout_ms: Annotated[float | None, typer.Option(help="Several sources: once one has a frame, wait at most this long for the others before inferring the batch (about one frame period; default 33).", rich_help_panel="Input")] = None,
     max_batch: Annotated[int | None, typer.Option(help="Several sources: at most this many frames per inference call (default: one per source; 1 = no batching).", rich_help_panel="Input")] = None,
     save: Annotated[list[Path] | None, typer.Option(help="Write the annotated video (.mp4 / .avi). Several sources: repeat it once per source (in --source order) or give one path with {source} (index) or {name}.", rich_help_panel="Output")] = None,
     jsonl: Annotated[list[Path] | None, typer.Option(help="Write one JSON line per frame. Several sources: as --save.", rich_help_panel="Output")] = None,
@@ -79,8 +79,13 @@ def run(
     save_paths = output_paths(save or [], specs or ["demo"], "--save")
     jsonl_paths = output_paths(jsonl or [], specs or ["demo"], "--jsonl")
     _check_outputs(save_paths, jsonl_paths, stats_json)  # before any work: a bad output path must not cost a run
+    if len(specs) <= 1:
+        given = [name for name, v in (("--batch-timeout-ms", batch_timeout_ms), ("--max-batch", max_batch)) if v is not None]
+        if given:
+            log.warning("%s batch frames of several sources; with one source they have no effect", " and ".join(given))
+    batching = {"batch_timeout_ms": batch_timeout_ms} if batch_timeout_ms is not None else {}
     config = StreamConfig(
-        max_frames=max_frames, batch_timeout_ms=batch_timeout_ms, max_batch=max_batch, track=track_config(track, track_thresh, track_buffer)
+        max_frames=max_frames, max_batch=max_batch, track=track_config(track, track_thresh, track_buffer), **batching
     )  # validates
     path = default_model(model)
     size = imgsz_arg(imgsz)

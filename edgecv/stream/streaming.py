@@ -218,7 +218,7 @@ class Stream:
         if track is False and model_tracker is None:
             return None
         if getattr(model, "task", "detect") != "detect":
-            raise ConfigError(f"tracking needs a detection model; this one is a {model.task} model", hint="drop track=True")
+            raise ConfigError(f"tracking needs a detection model; this one is a {model.task} model", hint="drop tracking (--track / track=True)")
         cfg = track if isinstance(track, TrackConfig) else getattr(model_tracker, "config", None)
         return lambda: ByteTrack(cfg)
 
