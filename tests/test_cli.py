@@ -110,3 +110,13 @@ def test_shapes_command_writes_a_dataset(tmp_path: Path) -> None:
     result = invoke("shapes", tmp_path / "ds", "--images", "3")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "ds" / "images").iterdir())) == 3
+
+
+def test_help_lists_every_command_in_pipeline_order() -> None:
+    import re
+
+    from edgecv.cli.app import PIPELINE_ORDER
+
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    listed = re.findall(r"^│ ([a-z][a-z-]+) ", result.output, flags=re.M)
+    assert listed == list(PIPELINE_ORDER)

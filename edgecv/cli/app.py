@@ -14,13 +14,25 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from edgecv import __version__
 from edgecv.errors import EXIT_BUG, EXIT_INTERRUPTED, EdgecvError, OutputError
 from edgecv.log import console, out, setup_logging
 
+# the order `edgecv --help` lists commands in: the pipeline's (Typer would put groups such as `deploy` last)
+PIPELINE_ORDER = ("export", "convert", "prune", "calibrate", "build-engine", "deploy", "run", "ros", "eval", "bench", "info", "shapes")
+
+
+class _PipelineOrderGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
     name="edgecv",
+    cls=_PipelineOrderGroup,
     help="Detectors and segmenters from PyTorch to a fast real-time loop on Jetson and NVIDIA GPUs (ONNX Runtime on any CPU).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
