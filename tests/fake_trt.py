@@ -347,3 +347,21 @@ def with_runtime(trt: Any, sim: CudaSim, deserialized: list | None = None, *, nm
 
 
 FakeCudart = CudaSim  # the one CUDA stand-in: the strict simulator (older tests import this name)
+
+
+def build_engine_file(onnx_src: Path, folder: Path, version: str = "10.3.0") -> Path:
+    """``folder/det.engine`` built by the real builder on the fake TensorRT ``version`` from a copy of ``onnx_src``.
+
+    The builder had no GPU to read, so its manifest records the one :class:`CudaSim` reports (Orin, 8.7).
+    """
+    import shutil
+
+    from edgecv.engine.builder import build_engine
+
+    onnx_path = Path(shutil.copy(onnx_src, folder / "det.onnx"))
+    build_engine(onnx_path, folder / "det.engine", trt=make(version))
+    manifest = folder / "det.engine.json"
+    data = json.loads(manifest.read_text())
+    data["engine"] |= {"gpu": "Orin", "compute_capability": "8.7"}
+    manifest.write_text(json.dumps(data))
+    return folder / "det.engine"

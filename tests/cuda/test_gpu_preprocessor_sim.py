@@ -9,7 +9,6 @@ reaches TensorRT on its stream.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import fake_trt
@@ -71,19 +70,12 @@ def test_a_host_frame_never_reaches_the_kernel() -> None:
 
 def test_gpu_preprocessing_feeds_tensorrt_on_its_stream_and_a_cuda_graph(det_onnx: Path, tmp_path: Path) -> None:
     """The TensorRT path end to end on the simulator: kernel on the engine's stream -> infer_on_device -> outputs; CUDA graph replays."""
-    import json
 
-    from edgecv.engine.builder import build_engine
     from edgecv.engine.tensorrt import TensorRTEngine
 
-    onnx_path = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
-    build_engine(onnx_path, tmp_path / "det.engine", trt=fake_trt.make("10.3.0"))
-    manifest = tmp_path / "det.engine.json"
-    data = json.loads(manifest.read_text())
-    data["engine"] |= {"gpu": "Orin", "compute_capability": "8.7"}
-    manifest.write_text(json.dumps(data))
+    engine_file = fake_trt.build_engine_file(det_onnx, tmp_path)
     sim = CudaSim()
-    engine = TensorRTEngine(tmp_path / "det.engine", cuda_graph=True, _trt=fake_trt.with_runtime(fake_trt.make("10.3.0"), sim), _cudart=sim)
+    engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=fake_trt.with_runtime(fake_trt.make("10.3.0"), sim), _cudart=sim)
     pre, _ = _pre(sim, zero_copy=False, stream=engine.stream)
     rng = np.random.default_rng(1)
     for _ in range(4):

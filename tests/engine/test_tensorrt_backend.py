@@ -34,14 +34,7 @@ def _trt(version: str, sim: CudaSim, deserialized: list | None = None, **options
 
 @pytest.fixture
 def engine_file(det_onnx: Path, tmp_path: Path) -> Path:
-    onnx_path = Path(shutil.copy(det_onnx, tmp_path / "det.onnx"))
-    build_engine(onnx_path, tmp_path / "det.engine", trt=fake_trt.make("10.3.0"))
-    # the builder had no GPU to read: record the one this fake CUDA reports
-    manifest = tmp_path / "det.engine.json"
-    data = json.loads(manifest.read_text())
-    data["engine"] |= {"gpu": "Orin", "compute_capability": "8.7"}
-    manifest.write_text(json.dumps(data))
-    return tmp_path / "det.engine"
+    return fake_trt.build_engine_file(det_onnx, tmp_path)
 
 
 def test_infer_by_name_with_growing_buffers_and_threads(engine_file: Path) -> None:
