@@ -51,7 +51,6 @@ class Model:
             engine.backend == "tensorrt" and not self.meta.preprocess_in_graph and engine.inputs[0].dtype == np.float32 and _has_numba_cuda()
         )
         self._local = threading.local()
-        self.last_batch_calls = 0
 
     @property
     def task(self) -> str:
@@ -87,6 +86,11 @@ class Model:
         if any(on_device(v) for v in feeds.values()):
             return self.engine.infer_on_device(feeds)  # type: ignore[attr-defined]
         return self.engine.infer(feeds)
+
+    @property
+    def last_batch_calls(self) -> int:
+        """Engine calls the calling thread's last :meth:`infer_batch` took (per thread: batches may run on several)."""
+        return int(getattr(self._local, "batch_calls", 0))
 
     @property
     def batchable(self) -> bool:
@@ -127,7 +131,7 @@ class Model:
         """
         n = len(feeds)
         if n <= 1 or not self.batchable:
-            self.last_batch_calls = n
+            self._local.batch_calls = n
             return [self.infer(f) for f in feeds]
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, f in enumerate(feeds):
@@ -143,7 +147,7 @@ class Model:
                 calls += 1
                 for j, i in enumerate(chunk):
                     out[i] = {k: np.array(v[j : j + 1]) for k, v in outputs.items()}
-        self.last_batch_calls = calls
+        self._local.batch_calls = calls
         return out
 
     def stage_ms(self, pre_ms: float, infer_ms: float) -> tuple[float, float]:

@@ -92,6 +92,8 @@ class LoopBench:
     threads: int | None
     bare_fps: float
     loop_fps: float
+    inflight: int = 1  # frames the loop inferred at once (its threads are per inference)
+    bare_kind: str = ""  # which bare setting was fastest ("spinning", "no spinning", "as asked")
 
     @property
     def ratio(self) -> float:
@@ -103,6 +105,8 @@ class LoopBench:
             "source": self.source,
             "frames": self.frames,
             "threads": self.threads,
+            "inflight": self.inflight,
+            "bare_kind": self.bare_kind,
             "bare_fps": round(self.bare_fps, 3),
             "loop_fps": round(self.loop_fps, 3),
             "ratio": round(self.ratio, 4),

@@ -132,7 +132,7 @@ def render_loop_table(report: BenchReport) -> Table | None:
     table = Table(title="run loop vs bare inference", title_justify="left")
     table.add_column("model", no_wrap=True)
     table.add_column("source")
-    for header in ("frames", "threads", "bare FPS", "loop FPS", "ratio"):
+    for header in ("frames", "loop threads", "in flight", "bare FPS", "loop FPS", "ratio"):
         table.add_column(header, justify="right")
     for lb in report.loop:
         table.add_row(
@@ -140,13 +140,14 @@ def render_loop_table(report: BenchReport) -> Table | None:
             lb.source,
             str(lb.frames),
             "-" if lb.threads is None else str(lb.threads),
-            _num(lb.bare_fps, "{:.1f}"),
+            str(lb.inflight),
+            _num(lb.bare_fps, "{:.1f}") + (f" ({lb.bare_kind})" if lb.bare_kind else ""),
             _num(lb.loop_fps, "{:.1f}"),
             _num(lb.ratio, "{:.2f}"),
         )
     table.caption = (
-        "one process, one ONNX Runtime session, bare and loop alternating (warm caches, no start-up); "
-        "separate processes, as users run them: scripts/bench_run_vs_bare.py"
+        "one process, bare (the faster of ONNX Runtime's defaults and edgecv's) and loop (run's thread policy) alternating, "
+        "warm caches, no start-up; separate processes, as users run them: scripts/bench_run_vs_bare.py"
     )
     table.caption_justify = "left"
     return table

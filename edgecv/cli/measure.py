@@ -106,6 +106,7 @@ def bench(
     max_images: Annotated[int | None, typer.Option(help="Evaluate accuracy on the first N images only.", rich_help_panel="Accuracy")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Also run the real run loop on --source (a video) against bare inference.", rich_help_panel="Loop")] = False,
     repeats: Annotated[int, typer.Option(help="Alternating repeats for --loop and --sources.", rich_help_panel="Loop")] = 3,
+    inflight: Annotated[int | None, typer.Option(help="--loop: frames inferred at once (default: what `edgecv run` chooses for a video file).", rich_help_panel="Loop")] = None,
     sources: Annotated[int | None, typer.Option("--sources", help="Also run the loop on N sources of the same frames: batched (one call per batch) vs one call per frame; prints the ratio.", rich_help_panel="Loop")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON (schema edgecv.bench/1).", rich_help_panel="Output")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per model and batch size.", rich_help_panel="Output")] = None,
@@ -137,6 +138,8 @@ def bench(
         require("matplotlib", extra="plot")
     if sources is not None and sources < 2:
         raise ConfigError(f"--sources must be >= 2, got {sources}", hint="e.g. --sources 4")
+    if inflight is not None and (not loop or inflight < 1):
+        raise ConfigError(f"--inflight {inflight}: " + ("must be at least 1" if loop else "applies to --loop"), hint="e.g. --loop --inflight 2")
     if loop and (source is None or not Path(source).is_file()):
         raise ConfigError("--loop needs --source VIDEO", hint="e.g. edgecv bench model.onnx --loop --source video.mp4")
     cfg = BenchConfig(
@@ -163,7 +166,7 @@ def bench(
 
         for record in report.results:
             if record.ok and record.batch == cfg.batch_sizes[0]:
-                report.loop.append(loop_benchmark(record.model, str(source), threads=threads, repeats=repeats))
+                report.loop.append(loop_benchmark(record.model, str(source), threads=threads, inflight=inflight, repeats=repeats))
     for line in format_environment(environment):
         out.print(line, highlight=False)
     out.print(render_table(report))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -44,7 +45,8 @@ def run(
     classes: Annotated[str | None, typer.Option(help="Keep only these class ids, e.g. 0,2.", rich_help_panel="Model")] = None,
     task: Annotated[str | None, typer.Option(help="detect / segment, for ONNX files without edgecv metadata.", rich_help_panel="Model")] = None,
     names: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Class names file, for ONNX files without metadata.", rich_help_panel="Model")] = None,
-    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.", rich_help_panel="Model")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads per inference (default: the usable cores, split between the inferences in flight).", rich_help_panel="Model")] = None,
+    inflight: Annotated[int | None, typer.Option(help="Frames inferred at once, each on its own thread (default: 2 with half the cores each for files and folders on the CPU, else 1; live sources: 1, lowest latency).", rich_help_panel="Model")] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay the network as one CUDA graph (static shapes).", rich_help_panel="Model")] = False,
     triton: Annotated[str | None, typer.Option(help="Run the network on this Triton server (http://HOST:8000 or grpc://HOST:8001); MODEL is its name there (or the deployed file).", rich_help_panel="Model")] = None,
     serve: Annotated[str | None, typer.Option("--serve", metavar="[HOST:]PORT", help="Serve a live page (annotated MJPEG + figures), /api/status and /metrics. Binds 127.0.0.1 unless a host is given.", rich_help_panel="Serve")] = None,
@@ -65,6 +67,7 @@ def run(
     import edgecv
     from edgecv import assets
     from edgecv.stream.pipeline import install_signal_handlers, run_sources
+    from edgecv.stream.policy import ParallelismConfig
     from edgecv.stream.sinks import JsonlSink, VideoSink, WindowSink
     from edgecv.stream.sources import open_source
     from edgecv.stream.streaming import StreamConfig
@@ -89,39 +92,48 @@ def run(
     )  # validates
     path = default_model(model)
     size = imgsz_arg(imgsz)
-    from edgecv.engine.registry import backend_for
+    from edgecv.engine.registry import backend_for, check_model_file
 
     options: dict[str, Any] = {}
     if triton is not None:  # MODEL names the model on the server; the network runs there
         if cuda_graph:
             raise ConfigError("--cuda-graph applies to local TensorRT engines, not a Triton model", hint="drop --cuda-graph")
         options["triton"] = triton
+    else:  # before any source is opened
+        check_model_file(path)
     is_trt = triton is None and backend_for(path) == "tensorrt"
-    if threads_arg(threads) is not None:
-        if is_trt:
-            raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
-        options["threads"] = threads
+    if threads_arg(threads) is not None and is_trt:
+        raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
+    if inflight is not None and inflight < 1:
+        raise ConfigError(f"--inflight must be at least 1, got {inflight}", hint="1 infers one frame at a time; leave it out for the automatic choice")
     if cuda_graph:
         if not is_trt:
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("classes", int_list(classes, "--classes"))) if v is not None}
-    loaded = edgecv.load(
-        path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
-    )
-    if loaded.task != "detect" and thresholds:
-        loaded.close()
-        given = ", ".join(f"--{k}" for k in thresholds)
-        raise ConfigError(f"{given} apply to detectors; {path.name} is a {loaded.task} model", hint=f"leave out {given}")
     if not specs:
         specs = [assets.demo_video()]
         log.info("no --source: using the demo video %s", specs[0])
     srcs: list[Any] = []
     sinks: list[list[Any]] = []
     server = None
+    loaded: Any = None
     try:
-        for spec in specs:
+        for spec in specs:  # first: whether a source is live decides how the model's threads are spent
             srcs.append(open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout))
+        plan = ParallelismConfig.choose(
+            cpu_backend=triton is None and not is_trt and _cpu_provider(), live=any(s.is_live for s in srcs), threads=threads, inflight=inflight
+        )
+        log.info("inference: %s", plan.reason)
+        if plan.threads is not None:
+            options["threads"] = plan.threads
+        config = dataclasses.replace(config, inflight=plan.inflight)
+        loaded = edgecv.load(
+            path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
+        )
+        if loaded.task != "detect" and thresholds:
+            given = ", ".join(f"--{k}" for k in thresholds)
+            raise ConfigError(f"{given} apply to detectors; {path.name} is a {loaded.task} model", hint=f"leave out {given}")
         for i, src in enumerate(srcs):
             group: list[Any] = []
             sinks.append(group)
@@ -144,8 +156,9 @@ def run(
             src.close()
         if server is not None:
             server.close()
-        loaded.close()
-    _print_summary(result, loaded)
+        if loaded is not None:
+            loaded.close()
+    _print_summary(result, loaded, plan)
     if stats_json:
         from edgecv.artifact import atomic_write_bytes
 
@@ -329,7 +342,14 @@ def _status_printer() -> Callable[[Any], None] | None:
     return status
 
 
-def _print_summary(result: Any, model: Any) -> None:
+def _cpu_provider() -> bool:
+    """ONNX Runtime would run the model on its CPU provider (no GPU provider in this build)."""
+    from edgecv.engine.onnxruntime import resolve_providers
+
+    return resolve_providers(None)[0] == "CPUExecutionProvider"
+
+
+def _print_summary(result: Any, model: Any, plan: Any) -> None:
     from rich.table import Table
 
     if console.is_terminal and not state["quiet"]:
@@ -339,7 +359,7 @@ def _print_summary(result: Any, model: Any) -> None:
         _print_sources(result, model)
     else:
         summary = summaries[0]
-        table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS", title_justify="left")
+        table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS; inference {plan.reason}", title_justify="left")
         for col in ("stage", "mean ms", "p50 ms", "p99 ms"):
             table.add_column(col, justify="right" if col != "stage" else "left")
         for name, mean, p50, p99 in summary.stage_rows():

@@ -42,6 +42,16 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     )
 
 
+def check_model_file(path: str | Path) -> Path:
+    """``path`` as a Path, once it is known to be a file (an error naming what is wrong otherwise)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"model file not found: {path}", hint="check the path (run `edgecv run` with no model to use the shipped one)")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not a model file", hint="pass the .onnx or .engine file inside it")
+    return path
+
+
 def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> BaseEngine:
     """Open a model file with the backend that fits it.
 
@@ -51,11 +61,7 @@ def load_engine(path: str | Path, backend: str = "auto", **options: Any) -> Base
         options: backend options (ONNX Runtime: ``providers``, ``threads``, ``stop_spinning``, ``task``,
             ``names``; TensorRT: ``device``, ``task``, ``names``).
     """
-    path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"model file not found: {path}", hint="check the path (run `edgecv run` with no model to use the shipped one)")
-    if path.is_dir():
-        raise ArtifactError(f"{path} is a folder, not a model file", hint="pass the .onnx or .engine file inside it")
+    path = check_model_file(path)
     name = backend_for(path, backend)
     module_name, class_name, _, _ = BACKENDS[name]
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -44,6 +44,7 @@ class Prepared:
     feeds: Any
     transform: Any
     pre_ms: float
+    gpu_infer_ms: float = 0.0  # GPU preprocessing: the infer share of the measured time (Model.stage_ms)
 
 
 class Prefetch:
@@ -157,11 +158,15 @@ class Batcher:
         with self._cond:
             self._cond.notify_all()
 
-    def wait_ready(self, prefetches: Sequence[Prefetch], stop: threading.Event, idle_s: float = 0.1) -> list[int]:
+    def wait_ready(
+        self, prefetches: Sequence[Prefetch], stop: threading.Event, idle_s: float = 0.1, until: Callable[[], bool] | None = None
+    ) -> list[int]:
         """Indices of the ``prefetches`` to take from now (ready: an item waits or the source ended).
 
         Returns as soon as every one is ready, or ``timeout_s`` after the first one was; an empty
-        list after ``idle_s`` with none ready (so the caller can check ``stop`` and report status).
+        list after ``idle_s`` with none ready (so the caller can check ``stop`` and report status),
+        or at once when ``until()`` is true (checked whenever :meth:`wake` is called: the loop
+        has a finished inference to deliver first).
         """
         deadline: float | None = None
         with self._cond:
@@ -169,6 +174,8 @@ class Batcher:
                 ready = [i for i, p in enumerate(prefetches) if p.handoff.ready]
                 if stop.is_set() or len(ready) == len(prefetches):
                     return ready
+                if until is not None and until():
+                    return []
                 now = time.perf_counter()
                 if ready:
                     if deadline is None:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,12 @@ class StreamConfig:
         prefetch: live sources: ``"just-in-time"`` takes each frame shortly before the loop will
             want it (fresh frames; see ``scripts/bench_prefetch_age.py``), ``"eager"`` as soon as
             the previous one was taken (the frame then waits about one inference period).
+        inflight: batches inferred at once, each on its own worker thread, while the loop
+            postprocesses and delivers the earlier ones in order (trackers still step in frame
+            order). 1 (the default) infers on the iterating thread. More raises throughput where
+            one inference call cannot keep the machine busy (ONNX Runtime on a few CPU cores: two
+            single-threaded calls beat one two-threaded call; see :mod:`edgecv.stream.policy`) at
+            the cost of each frame's latency; load the model with ``threads`` = cores / inflight.
         realtime, max_reconnect_s, open_timeout_s, loop: how sources given as specs are opened
             (see :func:`~edgecv.stream.sources.open_source`).
     """
@@ -74,6 +82,7 @@ class StreamConfig:
     drop_failed_sources: bool | None = None
     keep_frames: bool = True
     prefetch: str = "just-in-time"
+    inflight: int = 1
     realtime: bool = False
     max_reconnect_s: float = 30.0
     open_timeout_s: float = 5.0
@@ -92,6 +101,8 @@ class StreamConfig:
             raise ConfigError(f"track must be True, False or a TrackConfig, got {type(self.track).__name__}", hint="track=True")
         if self.track is not False and self.tracker_factory is not None:
             raise ConfigError("track and tracker_factory both ask for a tracker", hint="pass one of them")
+        if isinstance(self.inflight, bool) or not isinstance(self.inflight, int) or self.inflight < 1:
+            raise ConfigError(f"inflight must be an integer >= 1, got {self.inflight!r}", hint="1 infers frame by frame on the loop's thread; 2 overlaps two inferences")
         if self.prefetch not in ("just-in-time", "eager"):
             raise ConfigError(f"prefetch must be 'just-in-time' or 'eager', got {self.prefetch!r}", hint="just-in-time gives fresher frames from live sources")
         if self.max_reconnect_s < 0 or self.open_timeout_s <= 0:
@@ -141,6 +152,31 @@ class _Lane:
         s.expected_frames = getattr(self.source, "declared_frames", None)
         s.ended_early = getattr(self.source, "ended_early", None)
         s.wall_s = (self.t_last - self.t_first) if self.t_first is not None and self.t_last > self.t_first else 0.0
+
+
+class _InFlight:
+    """One batch being inferred: run on a worker (or inline), its result read back in order."""
+
+    def __init__(self, batch: list[tuple[_Lane, Any]], wall0: float) -> None:
+        self.batch = batch
+        self.wall0 = wall0  # wall clock when the batch was taken (frame age is measured to here)
+        self.t_start = 0.0
+        self.future: Future[tuple[list[Any], float, int]] | None = None
+        self._value: tuple[list[Any], float, int] | None = None
+
+    def run(self, stream: Stream) -> tuple[list[Any], float, int]:
+        self.t_start = time.perf_counter()
+        self._value = stream._infer(self.batch)
+        return self._value
+
+    def done(self) -> bool:
+        return self.future is None or self.future.done()
+
+    def result(self) -> tuple[list[Any], float, int]:
+        if self.future is not None:
+            return self.future.result()
+        assert self._value is not None
+        return self._value
 
 
 class Stream:
@@ -329,22 +365,32 @@ class Stream:
         cfg = self.config
         t_batch: float | None = None
         last: list[_Lane] = []
+        pool = ThreadPoolExecutor(cfg.inflight, thread_name_prefix="edgecv-infer") if cfg.inflight > 1 else None
+        pending: deque[_InFlight] = deque()
+        ended = False
         try:
-            while not self._stop.is_set():
-                if t_batch is not None:  # the loop's busy time since it took the last batch (no waiting)
-                    busy_ms = (perf() - t_batch) * 1e3
-                    for lane in last:
-                        lane.prefetch.note_busy(busy_ms)
-                    t_batch = None
-                batch = self._collect()
-                if batch is None:
+            while True:
+                if not ended and not self._stop.is_set() and len(pending) < cfg.inflight:
+                    if t_batch is not None:  # the loop's busy time since it took the last batch (no waiting)
+                        busy_ms = (perf() - t_batch) * 1e3
+                        for lane in last:
+                            lane.prefetch.note_busy(busy_ms)
+                        t_batch = None
+                    head_done = pending[0].done if pending else None
+                    batch = self._collect(until=head_done)
+                    if batch is None:
+                        ended = True
+                    elif batch:
+                        t_batch, last = perf(), [lane for lane, _ in batch]
+                        pending.append(self._submit(batch, pool))
+                        continue  # fill the pipeline before delivering
+                    elif not pending:
+                        if self._on_idle is not None:
+                            self._on_idle()
+                        continue
+                if not pending:
                     break
-                if not batch:
-                    if self._on_idle is not None:
-                        self._on_idle()
-                    continue
-                t_batch, last = perf(), [lane for lane, _ in batch]
-                for fr, lane in self._process(batch):  # a stop takes effect after the current batch
+                for fr, lane in self._finish(pending.popleft()):  # a stop takes effect after the batches in flight
                     t_yield = perf()
                     try:
                         yield fr
@@ -369,6 +415,8 @@ class Stream:
                     lane.summary.interrupted = reason != "error"
             raise
         finally:
+            if pool is not None:  # no inference may outlive the loop: the caller closes the model next
+                pool.shutdown(wait=True, cancel_futures=True)
             self.close()
 
     def _active(self) -> list[_Lane]:
@@ -379,12 +427,13 @@ class Stream:
                 lane.summary.stop_reason = "max_frames"
         return [lane for lane in self.lanes if not lane.done]
 
-    def _collect(self) -> list[tuple[_Lane, Any]] | None:
-        """The next batch: [(lane, Prepared)]; [] when nothing came within the idle tick; None at the end."""
+    def _collect(self, until: Callable[[], bool] | None = None) -> list[tuple[_Lane, Any]] | None:
+        """The next batch: [(lane, Prepared)]; [] when nothing came within the idle tick (or once
+        ``until()`` is true: an inference in flight finished first); None at the end."""
         active = self._active()
         if not active:
             return None
-        ready = self._batcher.wait_ready([lane.prefetch for lane in active], self._stop)
+        ready = self._batcher.wait_ready([lane.prefetch for lane in active], self._stop, until=until)
         batch: list[tuple[_Lane, Any]] = []
         limit = self.config.max_batch
         if limit is not None and len(ready) > limit:  # round robin, so no source waits behind the others
@@ -418,10 +467,20 @@ class Stream:
         lane.summary.stop_reason = "error"
         log.error("source %d (%s) failed and was dropped; the others go on: %s", lane.index, lane.summary.source, exc)
 
-    def _process(self, batch: list[tuple[_Lane, Any]]) -> list[tuple[FrameResult, _Lane]]:
+    def _submit(self, batch: list[tuple[_Lane, Any]], pool: ThreadPoolExecutor | None) -> _InFlight:
+        """Start inferring ``batch``: on a worker of ``pool``, or here (no pool) before returning."""
+        flight = _InFlight(batch, time.time())
+        if pool is None:
+            flight.run(self)
+            return flight
+        flight.future = pool.submit(flight.run, self)
+        flight.future.add_done_callback(lambda _: self._batcher.wake())  # a waiting _collect delivers it first
+        return flight
+
+    def _infer(self, batch: list[tuple[_Lane, Any]]) -> tuple[list[Any], float, int]:
+        """Preprocess (GPU) and infer ``batch`` on the calling thread: (outputs, infer ms, engine calls)."""
         model, perf = self.model, time.perf_counter
-        wall0 = time.time()
-        if self._gpu_pre:
+        if self._gpu_pre:  # on this thread: the kernel runs on this thread's engine stream
             for _, item in batch:
                 t = perf()
                 item.feeds, item.transform = model.preprocess(item.frame.image)
@@ -431,21 +490,30 @@ class Stream:
         infer_batch = getattr(model, "infer_batch", None)
         if len(batch) > 1 and infer_batch is not None:
             outputs = infer_batch(feeds)
-            self.stats.infer_calls += getattr(model, "last_batch_calls", 1)
+            calls = getattr(model, "last_batch_calls", 1)
         else:
             outputs = [model.infer(f) for f in feeds]
-            self.stats.infer_calls += len(feeds)
-        t2 = perf()
+            calls = len(feeds)
+        infer_ms = (perf() - t1) * 1e3  # the call(s) this frame waited for
+        if self._gpu_pre:
+            for _, item in batch:
+                item.pre_ms, item.gpu_infer_ms = model.stage_ms(item.pre_ms, infer_ms)
+        return outputs, infer_ms, calls
+
+    def _finish(self, flight: _InFlight) -> list[tuple[FrameResult, _Lane]]:
+        """Postprocess (and track) a batch whose inference is done, on the loop's thread, in frame order."""
+        model, perf = self.model, time.perf_counter
+        outputs, infer_ms, calls = flight.result()
+        self.stats.infer_calls += calls
         self.stats.batches += 1
-        self.stats.frames += len(batch)
-        infer_ms = (t2 - t1) * 1e3  # the call(s) this frame waited for
+        self.stats.frames += len(flight.batch)
         results: list[tuple[FrameResult, _Lane]] = []
-        for (lane, item), out in zip(batch, outputs):
+        for (lane, item), out in zip(flight.batch, outputs):
             frame = item.frame
-            age_ms = (wall0 - frame.timestamp) * 1e3  # capture -> start of this batch, queues included
+            age_ms = (flight.wall0 - frame.timestamp) * 1e3  # capture -> start of this batch, queues included
             pre_ms, inf_ms = item.pre_ms, infer_ms
             if self._gpu_pre:
-                pre_ms, inf_ms = model.stage_ms(item.pre_ms, infer_ms)
+                inf_ms = item.gpu_infer_ms
             t3 = perf()
             result = model.postprocess(out, item.transform)
             if lane.tracker is not None and isinstance(result, Detections):
@@ -453,7 +521,7 @@ class Stream:
             post_ms = (perf() - t3) * 1e3
             timings = StageTimings(frame.capture_ms, pre_ms, inf_ms, post_ms, 0.0)
             if lane.t_first is None:
-                lane.t_first = t1
+                lane.t_first = flight.t_start
             if lane.summary.live:
                 lane.summary.age.add(age_ms)
             fr = FrameResult(

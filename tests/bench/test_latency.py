@@ -132,3 +132,13 @@ def test_loop_benchmark_reports_a_ratio(det_onnx: Path, demo_video: Path) -> Non
     result = loop_benchmark(det_onnx, demo_video, threads=1, repeats=1)
     assert result.frames == 24 and result.bare_fps > 0 and result.loop_fps > 0
     assert result.ratio == pytest.approx(result.loop_fps / result.bare_fps)
+    assert (result.inflight, result.threads, result.bare_kind) == (1, 1, "as asked")  # a thread count given is kept
+
+
+def test_loop_benchmark_uses_the_run_policy_and_the_best_bare(det_onnx: Path, demo_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    result = loop_benchmark(det_onnx, demo_video, repeats=1)
+    assert (result.inflight, result.threads) == (2, 2)  # what `edgecv run` picks for a file on 4 cores
+    assert result.bare_kind in ("spinning", "no spinning")
