@@ -9,6 +9,11 @@ Needs the ``ultralytics`` package, which pulls ``opencv-python``: run it from a 
 The weights are random (the architecture, FLOPs and speed are YOLOv8n's; the detections mean
 nothing). Ultralytics' dynamic export leaves every output dimension symbolic; the channel
 dimension (4 + classes) is fixed here so the layout can be recognised.
+
+Without ultralytics, ``--torch`` builds the same layer structure in plain torch (the main venv
+has it) and exports it with a static input, as ``scripts/bench_calibrate.py`` does::
+
+    .venv/bin/python scripts/export_yolov8n.py out/yolov8n-320.onnx 320 --torch
 """
 
 from __future__ import annotations
@@ -20,8 +25,16 @@ from pathlib import Path
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/yolov8n-320.onnx").resolve()
-    imgsz = int(sys.argv[2]) if len(sys.argv) > 2 else 320
+    args = [a for a in sys.argv[1:] if a != "--torch"]
+    out = Path(args[0] if args else "out/yolov8n-320.onnx").resolve()
+    imgsz = int(args[1]) if len(args) > 1 else 320
+    if "--torch" in sys.argv:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_calibrate import build_yolov8n
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(build_yolov8n(out, imgsz))
+        return
     import onnx
     from ultralytics import YOLO
 

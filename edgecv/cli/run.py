@@ -92,15 +92,13 @@ def run(
     )  # validates
     path = default_model(model)
     size = imgsz_arg(imgsz)
-    from edgecv.engine.registry import backend_for, check_model_file
+    from edgecv.engine.registry import backend_for
 
     options: dict[str, Any] = {}
     if triton is not None:  # MODEL names the model on the server; the network runs there
         if cuda_graph:
             raise ConfigError("--cuda-graph applies to local TensorRT engines, not a Triton model", hint="drop --cuda-graph")
         options["triton"] = triton
-    else:  # before any source is opened
-        check_model_file(path)
     is_trt = triton is None and backend_for(path) == "tensorrt"
     if threads_arg(threads) is not None and is_trt:
         raise ConfigError("--threads sets ONNX Runtime's CPU threads; a TensorRT engine runs on the GPU", hint="leave out --threads")
@@ -111,29 +109,28 @@ def run(
             raise ConfigError("--cuda-graph applies to TensorRT engines", hint=f"build one: edgecv build-engine {path}")
         options["cuda_graph"] = True
     thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("classes", int_list(classes, "--classes"))) if v is not None}
+    live = realtime or any(_is_live(spec) for spec in specs)  # no source: the demo video
+    plan = ParallelismConfig.choose(cpu_backend=triton is None and not is_trt and _cpu_provider(), live=live, threads=threads, inflight=inflight)
+    if plan.threads is not None:
+        options["threads"] = plan.threads
+    config = dataclasses.replace(config, inflight=plan.inflight)
+    loaded = edgecv.load(
+        path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
+    )
+    if loaded.task != "detect" and thresholds:
+        loaded.close()
+        given = ", ".join(f"--{k}" for k in thresholds)
+        raise ConfigError(f"{given} apply to detectors; {path.name} is a {loaded.task} model", hint=f"leave out {given}")
     if not specs:
         specs = [assets.demo_video()]
         log.info("no --source: using the demo video %s", specs[0])
     srcs: list[Any] = []
     sinks: list[list[Any]] = []
     server = None
-    loaded: Any = None
     try:
-        for spec in specs:  # first: whether a source is live decides how the model's threads are spent
+        for spec in specs:
             srcs.append(open_source(spec, realtime=realtime, max_reconnect_s=reconnect_timeout, open_timeout_s=open_timeout))
-        plan = ParallelismConfig.choose(
-            cpu_backend=triton is None and not is_trt and _cpu_provider(), live=any(s.is_live for s in srcs), threads=threads, inflight=inflight
-        )
         log.info("inference: %s", plan.reason)
-        if plan.threads is not None:
-            options["threads"] = plan.threads
-        config = dataclasses.replace(config, inflight=plan.inflight)
-        loaded = edgecv.load(
-            path, task=task, names=names_arg(names), imgsz=size, square=square, mask_threshold=mask_threshold, regions=regions, **thresholds, **options
-        )
-        if loaded.task != "detect" and thresholds:
-            given = ", ".join(f"--{k}" for k in thresholds)
-            raise ConfigError(f"{given} apply to detectors; {path.name} is a {loaded.task} model", hint=f"leave out {given}")
         for i, src in enumerate(srcs):
             group: list[Any] = []
             sinks.append(group)
@@ -156,8 +153,7 @@ def run(
             src.close()
         if server is not None:
             server.close()
-        if loaded is not None:
-            loaded.close()
+        loaded.close()
     _print_summary(result, loaded, plan)
     if stats_json:
         from edgecv.artifact import atomic_write_bytes
@@ -340,6 +336,16 @@ def _status_printer() -> Callable[[Any], None] | None:
             console.print(f"\r{each}", end="", highlight=False)
 
     return status
+
+
+def _is_live(spec: Any) -> bool:
+    """A camera, stream or pipeline (a source that does not exist is reported when it is opened)."""
+    from edgecv.stream.sources import LIVE_KINDS, source_kind
+
+    try:
+        return source_kind(spec) in LIVE_KINDS
+    except SourceError:
+        return False
 
 
 def _cpu_provider() -> bool:

@@ -190,28 +190,52 @@ def open_source(
         )
     policy = ReconnectPolicy(backoff_s[0], backoff_s[1], max_reconnect_s) if reconnect else None
     text = str(spec).strip()
-    if isinstance(spec, int) or text.isdigit():
-        return _open_camera(int(text), text, policy, queue_size, camera_size, camera_fps)
-    if re.fullmatch(r"/dev/video\d+", text):
-        return _open_camera(int(text[len("/dev/video") :]), text, policy, queue_size, camera_size, camera_fps)
-    if _URL_RE.match(text):
-        if is_remote_file(text):  # a video file on a web server ends; it is not a live stream
-            return _open_video(text, realtime, loop, queue_size, open_timeout_s, read_timeout_s or open_timeout_s)
+    kind = source_kind(spec)
+    if kind == "camera":
+        index = int(text[len("/dev/video") :]) if text.startswith("/dev/video") else int(text)
+        return _open_camera(index, text, policy, queue_size, camera_size, camera_fps)
+    if kind == "remote-file":  # a video file on a web server ends; it is not a live stream
+        return _open_video(text, realtime, loop, queue_size, open_timeout_s, read_timeout_s or open_timeout_s)
+    if kind == "stream":
         return _open_stream(text, open_timeout_s, read_timeout_s or open_timeout_s, policy, queue_size)
+    if kind == "video":
+        return _open_video(Path(text).expanduser(), realtime, loop, queue_size)
+    if kind == "gstreamer":
+        return _open_gstreamer(text, policy, queue_size)
+    _images_only(realtime, loop)
+    if kind == "folder":
+        return _open_folder(Path(text).expanduser(), queue_size)
+    if kind == "image":
+        path = Path(text).expanduser()
+        return ImageSource([path], name=str(path), queue_size=queue_size)
+    return _open_glob(text, queue_size)
+
+
+LIVE_KINDS = frozenset({"camera", "stream", "gstreamer"})
+
+
+def source_kind(spec: str | int | Path) -> str:
+    """What ``spec`` names, as :func:`open_source` reads it, without opening it: ``"camera"``,
+    ``"stream"``, ``"gstreamer"`` (live: :data:`LIVE_KINDS`), ``"remote-file"``, ``"video"``,
+    ``"folder"``, ``"image"`` or ``"glob"``.
+
+    Raises:
+        SourceError: nothing by that name exists.
+    """
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.isdigit() or re.fullmatch(r"/dev/video\d+", text):
+        return "camera"
+    if _URL_RE.match(text):
+        return "remote-file" if is_remote_file(text) else "stream"
     path = Path(text).expanduser()
     if path.is_dir():
-        _images_only(realtime, loop)
-        return _open_folder(path, queue_size)
+        return "folder"
     if path.is_file():
-        if path.suffix.lower() in IMAGE_EXTS:
-            _images_only(realtime, loop)
-            return ImageSource([path], name=str(path), queue_size=queue_size)
-        return _open_video(path, realtime, loop, queue_size)
+        return "image" if path.suffix.lower() in IMAGE_EXTS else "video"
     if is_gstreamer(text):
-        return _open_gstreamer(text, policy, queue_size)
+        return "gstreamer"
     if glob.has_magic(text):
-        _images_only(realtime, loop)
-        return _open_glob(text, queue_size)
+        return "glob"
     raise SourceError(
         f"source {text!r} not found",
         hint="check the path; use a camera index (0), a URL (rtsp://host/stream), a GStreamer pipeline, a video file, an image folder or a glob",

@@ -60,3 +60,23 @@ def test_run_applies_the_policy(det_onnx: Path, demo_video: Path, monkeypatch: p
     assert "inference: 3 in flight as asked" in _run(*base, "--inflight", "3", "--threads", "1")
     bad = _run(*base, "--inflight", "0")
     assert bad.startswith("exit 2") and "--inflight must be at least 1" in bad
+
+
+def test_source_kind_tells_live_sources_without_opening_them(tmp_path: Path, demo_video: Path) -> None:
+    from edgecv.errors import SourceError
+    from edgecv.stream.sources import LIVE_KINDS, source_kind
+
+    (tmp_path / "frames").mkdir()
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not decoded here")
+    kinds = {
+        0: "camera", "3": "camera", "/dev/video2": "camera",
+        "rtsp://10.0.0.5:8554/cam": "stream", "https://host/live": "stream", "https://host/clip.mp4": "remote-file",
+        "v4l2src device=/dev/video0 ! videoconvert ! appsink": "gstreamer",
+        str(demo_video): "video", str(tmp_path / "frames"): "folder", str(image): "image", str(tmp_path / "*.png"): "glob",
+    }
+    for spec, kind in kinds.items():
+        assert source_kind(spec) == kind, spec
+    assert {k for k in kinds.values() if k in LIVE_KINDS} == {"camera", "stream", "gstreamer"}
+    with pytest.raises(SourceError, match="not found"):
+        source_kind(str(tmp_path / "missing.mp4"))
