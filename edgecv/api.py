@@ -184,6 +184,34 @@ class Model:
         return f"{type(self).__name__}({self.path.name}, {self.meta.num_classes} classes, {self.engine.backend})"
 
 
+def _check_size_fits(engine: BaseEngine, asked: tuple[int, ...] | None) -> None:
+    """The size frames are letterboxed to fits what the engine accepts (a TensorRT profile), checked
+    at load rather than at the first frame. Minimal padding may make a frame smaller than the size
+    in one dimension; that lower bound is the profile's own (a quarter of the size, by default)."""
+    accepted = engine.input_hw_range()
+    if accepted is None:
+        return
+    (lo_h, lo_w), (hi_h, hi_w) = accepted
+    h, w = engine.meta.input_size
+    if lo_h <= h <= hi_h and lo_w <= w <= hi_w:
+        return
+    built = f"{hi_h},{hi_w}" if (lo_h, lo_w) == (hi_h, hi_w) else f"{lo_h},{lo_w} to {hi_h},{hi_w}"
+    import shlex
+
+    manifest = getattr(engine, "manifest", None)
+    words = shlex.split((manifest or {}).get("build_command") or f"edgecv build-engine MODEL.onnx -o {engine.path}")
+    for flag in ("--imgsz", "--square"):  # the same build at the new size
+        while flag in words:
+            i = words.index(flag)
+            del words[i : i + (2 if flag == "--imgsz" else 1)]
+    rebuild = shlex.join([*words, "--imgsz", f"{h},{w}", *(["--square"] if engine.meta.square else [])])
+    raise ConfigError(
+        f"{engine.path.name} accepts inputs of {built} (height,width); " + (f"--imgsz {h},{w}" if asked else f"its model's size {h},{w}") + " is outside that",
+        hint=(f"leave out --imgsz (or pass --imgsz {hi_h},{hi_w}), or rebuild the engine: {rebuild}" if asked
+              else f"pass --imgsz {hi_h},{hi_w}, or rebuild the engine: {rebuild}"),
+    )
+
+
 def _has_numba_cuda() -> bool:
     from edgecv._optional import is_available
 
@@ -402,6 +430,7 @@ def load(
         engine = load_engine(path, backend, task=task, names=names, **engine_options)
     try:  # a model that cannot be used as asked is closed before the error leaves
         engine.meta = with_input_size(engine.meta, size, square=square, model=Path(path).name)
+        _check_size_fits(engine, size)
         if engine.meta.task == "detect":
             if mask_threshold is not None or regions:
                 raise ConfigError(f"mask_threshold and regions apply to one-channel segmenters; {Path(path).name} is a detector")

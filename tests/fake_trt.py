@@ -190,7 +190,13 @@ def make(version: str, *, dla_cores: int = 0, parse_errors: list[tuple[str, int,
                 monitor.step_complete("Building engine", 0)
                 monitor.step_complete("Building engine", 1)
                 monitor.phase_finish("Building engine")
-            return None if build_fails else b"PLAN:" + ",".join(sorted(config.flags)).encode()
+            if build_fails:
+                return None
+            plan = b"PLAN:" + ",".join(sorted(config.flags)).encode()
+            profiles = getattr(config, "_profiles", [])
+            if profiles and "images" in profiles[0]._shapes:  # the runtime side enforces it, as TensorRT does
+                plan += b"|PROFILE:" + json.dumps(profiles[0]._shapes["images"]).encode()
+            return plan
 
     class OnnxParser:
         _real = "OnnxParser"
@@ -258,15 +264,19 @@ def with_runtime(trt: Any, sim: CudaSim, deserialized: list | None = None, *, nm
 
     class Context:
         _real = "IExecutionContext"
-        __slots__ = ("_shapes", "_addresses", "_enqueues")
+        __slots__ = ("_shapes", "_addresses", "_enqueues", "_profile")
 
-        def __init__(self) -> None:
+        def __init__(self, profile: tuple) -> None:
+            self._profile = profile
             self._shapes: dict[str, tuple] = {}
             self._addresses: dict[str, int] = {}
             self._enqueues = 0
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
-            if name != "images" or len(shape) != 4 or shape[0] > 16 or shape[1] != 3:
+            if name != "images" or len(shape) != 4 or shape[1] != 3:
+                return False
+            lo, _, hi = self._profile
+            if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):  # outside the optimization profile
                 return False
             self._shapes[name] = tuple(shape)
             return True
@@ -309,6 +319,15 @@ def with_runtime(trt: Any, sim: CudaSim, deserialized: list | None = None, *, nm
         _real = "ICudaEngine"
         num_io_tensors = len(names)
 
+        def __init__(self, profile: tuple | None = None) -> None:
+            # a plan from the fake builder carries its profile; a hand-written plan gets a wide one
+            self._profile = profile or ((1, 3, 32, 32), (1, 3, 640, 640), (16, 3, 4096, 4096))
+
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> list:
+            if name != "images" or profile_index != 0:
+                return []
+            return [tuple(d) for d in self._profile]
+
         def get_tensor_name(self, i: int) -> str:
             return names[i]
 
@@ -323,7 +342,7 @@ def with_runtime(trt: Any, sim: CudaSim, deserialized: list | None = None, *, nm
             return shapes[name]
 
         def create_execution_context(self) -> Context:
-            return Context()
+            return Context(self._profile)
 
     class Runtime:
         _real = "Runtime"
@@ -336,7 +355,10 @@ def with_runtime(trt: Any, sim: CudaSim, deserialized: list | None = None, *, nm
 
         def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
             deserialized.append((data, self.engine_host_code_allowed))
-            return Engine() if data.startswith(b"PLAN") else None
+            if not data.startswith(b"PLAN"):
+                return None
+            _, _, profile = data.partition(b"|PROFILE:")
+            return Engine(tuple(tuple(d) for d in json.loads(profile)) if profile else None)
 
     trt.Runtime = Runtime
     trt.nptype = np.dtype

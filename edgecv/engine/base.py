@@ -81,6 +81,11 @@ class BaseEngine:
     def input(self) -> TensorSpec:
         return self.inputs[0]
 
+    def input_hw_range(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """((min h, min w), (max h, max w)) the image input accepts, where the backend fixes them
+        beyond the graph's own shape (a TensorRT optimization profile); None: any size the graph takes."""
+        return None
+
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._closed:
             raise EngineError(f"{self.path.name}: engine is closed", hint="load the model again")

@@ -171,6 +171,22 @@ class TensorRTEngine(BaseEngine):
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
 
+    def input_hw_range(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The image input's height/width range: its fixed size, or optimization profile 0's min and max."""
+        spec = self.inputs[0]
+        if len(spec.shape) != 4:
+            return None
+        nhwc = self.meta.layout == "NHWC" or self.meta.preprocess_in_graph
+        axes = (1, 2) if nhwc else (2, 3)
+        fixed = tuple(spec.shape[a] for a in axes)
+        if all(d > 0 for d in fixed):
+            return (fixed[0], fixed[1]), (fixed[0], fixed[1])
+        profile = self._engine.get_tensor_profile_shape(spec.name, 0)
+        if len(profile) != 3:
+            return None
+        lo, hi = profile[0], profile[2]
+        return (int(lo[axes[0]]), int(lo[axes[1]])), (int(hi[axes[0]]), int(hi[axes[1]]))
+
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
         if state is None:

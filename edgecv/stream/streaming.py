@@ -15,8 +15,11 @@ per batch (:meth:`edgecv.api.Model.infer_batch`), postprocessing and the
 source's own tracker, then the results, in source order.
 
 Inference runs on the thread that iterates (TensorRT contexts and GPU
-preprocessing are per thread); :meth:`Stream.start` runs the loop on a thread
-of its own and calls a callback, for code that cannot iterate.
+preprocessing are per thread), or, with ``inflight`` > 1, on that many worker
+threads of the stream's own (a fixed pool, so per-thread state is reused), while
+the iterating thread postprocesses and yields the earlier batches in order;
+:meth:`Stream.start` runs the loop on a thread of its own and calls a callback,
+for code that cannot iterate.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_loading_an_engine_does_not_survey_the_machine(engine_file: Path, monkey
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     sim = CudaSim()
     with TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim), _cudart=sim) as engine:
-        assert engine.infer({"images": np.ones((1, 3, 8, 8), np.float32)})["output0"][0, 0, 0] == 1.0
+        assert engine.infer({"images": np.ones((1, 3, 64, 64), np.float32)})["output0"][0, 0, 0] == 1.0
 
 
 @pytest.mark.gpu
@@ -144,14 +144,14 @@ def test_inputs_already_on_the_gpu_skip_the_upload_and_wait_for_their_stream(eng
     sim = CudaSim()
     engine = TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim), _cudart=sim)
     rng = np.random.default_rng(2)
-    x = rng.random((1, 3, 32, 48), dtype=np.float32)
+    x = rng.random((1, 3, 64, 96), dtype=np.float32)
     out = engine.infer_on_device({"images": _device_input(sim, x)})["output0"]  # written on the default stream (done at once)
     np.testing.assert_allclose(out[0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
     assert "images" not in engine._state().buffers  # nothing uploaded
     assert not sim.waits  # no producer stream named: nothing to wait for
     producer = sim.cudaStreamCreate()[1]
     for i in range(2):  # written on another stream and not synchronized: TensorRT's stream must wait for it
-        y = rng.random((1, 3, 32, 48), dtype=np.float32)
+        y = rng.random((1, 3, 64, 96), dtype=np.float32)
         got = engine.infer_on_device({"images": _device_input(sim, y, producer)})["output0"]
         np.testing.assert_allclose(got[0, :3, 0], y.mean(axis=(2, 3))[0], rtol=1e-6)
         assert sim.waits[-1] == (engine._state().stream, engine._state().handoff) and len(sim.waits) == i + 1
@@ -178,7 +178,7 @@ def test_inputs_already_on_the_gpu_skip_the_upload_and_wait_for_their_stream(eng
 def test_in_graph_nms_brings_back_only_the_detections(engine_file: Path) -> None:
     sim = CudaSim()
     engine = TensorRTEngine(engine_file, _trt=_trt("10.3.0", sim, nms=True), _cudart=sim)
-    x = np.random.default_rng(3).random((3, 3, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(3).random((3, 3, 64, 64), dtype=np.float32)
     out = engine.infer({"images": x})
     np.testing.assert_array_equal(out["num_dets"][:, 0], [2, 3, 4])
     assert out["boxes"].shape == (3, 4, 4) and out["scores"].shape == out["classes"].shape == (3, 4)  # the largest count: 4 rows
@@ -208,12 +208,12 @@ def test_cuda_graph_is_captured_once_and_replayed_until_shape_or_address_change(
     sim = CudaSim()
     engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_trt("10.3.0", sim), _cudart=sim)
     rng = np.random.default_rng(4)
-    frames = [rng.random((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    frames = [rng.random((1, 3, 64, 64), dtype=np.float32) for _ in range(4)]
     for x in frames:  # 1st: plain enqueue (TensorRT's lazy setup), 2nd: capture + launch, then replays
         np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
     assert sim.graph_launches == 3 and len(sim.execs) == 1
     assert engine.last_gpu_ms == pytest.approx(2.0)  # the replayed network, timed by the events around the launch
-    big = rng.random((2, 3, 32, 32), dtype=np.float32)  # a new shape (and a larger input buffer): plain enqueue, then a new graph
+    big = rng.random((2, 3, 64, 64), dtype=np.float32)  # a new shape (and a larger input buffer): plain enqueue, then a new graph
     for _ in range(2):
         np.testing.assert_allclose(engine.infer({"images": big})["output0"][:, :3, 0], big.mean(axis=(2, 3)), rtol=1e-6)
     assert sim.graph_launches == 4 and len(sim.execs) == 1  # the old graph was destroyed
@@ -229,9 +229,50 @@ def test_cuda_graph_is_captured_once_and_replayed_until_shape_or_address_change(
 def test_engine_that_cannot_be_captured_falls_back_to_enqueues(engine_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     sim = CudaSim(fail_capture=True)
     engine = TensorRTEngine(engine_file, cuda_graph=True, _trt=_trt("10.3.0", sim), _cudart=sim)
-    x = np.random.default_rng(5).random((1, 3, 32, 32), dtype=np.float32)
+    x = np.random.default_rng(5).random((1, 3, 64, 64), dtype=np.float32)
     for _ in range(4):
         np.testing.assert_allclose(engine.infer({"images": x})["output0"][0, :3, 0], x.mean(axis=(2, 3))[0], rtol=1e-6)
     assert sim.graph_launches == 0 and not sim.execs and sim.errors_cleared == 1
     assert sum("could not be captured into a CUDA graph" in r.message for r in caplog.records) == 1
     engine.close()
+
+
+def _built(det_onnx: Path, folder: Path, **options: object) -> Path:
+    """An engine of the shipped detector built by the real builder on the fake TensorRT with ``options``."""
+    from edgecv.engine.builder import BuildOptions
+
+    folder.mkdir()
+    onnx_path = Path(shutil.copy(det_onnx, folder / "det.onnx"))
+    build_engine(onnx_path, folder / "det.engine", BuildOptions(**options), trt=fake_trt.make("10.3.0"))  # type: ignore[arg-type]
+    manifest = folder / "det.engine.json"
+    data = json.loads(manifest.read_text())
+    data["engine"] |= {"gpu": "Orin", "compute_capability": "8.7"}
+    manifest.write_text(json.dumps(data))
+    return folder / "det.engine"
+
+
+def test_image_size_outside_the_profile_is_refused_at_load(det_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--imgsz against a TensorRT profile: an error with the rebuild command when the model loads, not at the first frame."""
+    import edgecv
+    from edgecv.engine import trt_compat
+    from edgecv.errors import ConfigError
+
+    sim = CudaSim()
+    monkeypatch.setattr(trt_compat, "import_tensorrt", lambda: _trt("10.3.0", sim))
+    monkeypatch.setattr(trt_compat, "import_cudart", lambda: sim)
+    dynamic = _built(det_onnx, tmp_path / "dyn")  # profile 64..256 (a quarter of the size up to it)
+    square = _built(det_onnx, tmp_path / "sq", imgsz=(320, 320), square=True, precision="fp16")  # 320,320 only
+    frame = np.zeros((480, 640, 3), np.uint8)
+    with edgecv.load(dynamic, imgsz=192) as model:  # inside the profile: runs
+        assert model.meta.input_size == (192, 192)
+        model(frame)
+    with pytest.raises(ConfigError, match=r"accepts inputs of 64,64 to 256,256 \(height,width\); --imgsz 320,320 is outside") as err:
+        edgecv.load(dynamic, imgsz=320)
+    assert "rebuild the engine: edgecv build-engine" in err.value.hint and err.value.hint.endswith("--imgsz 320,320")
+    with edgecv.load(square) as model:  # its own size
+        assert model.meta.input_size == (320, 320)
+        model(frame)
+    with pytest.raises(ConfigError, match=r"accepts inputs of 320,320 \(height,width\); --imgsz 256,256") as err:
+        edgecv.load(square, imgsz=256)
+    assert " --fp16 " in err.value.hint and err.value.hint.endswith("--imgsz 256,256 --square")
+    assert not sim.live()  # the refused engines were closed
