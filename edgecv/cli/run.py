@@ -365,12 +365,13 @@ def _print_summary(result: Any, model: Any, plan: Any) -> None:
         _print_sources(result, model)
     else:
         summary = summaries[0]
-        table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS; inference {plan.reason}", title_justify="left")
+        table = Table(title=f"{model.path.name}: {summary.frames} frames, {summary.fps:.1f} FPS", title_justify="left")
         for col in ("stage", "mean ms", "p50 ms", "p99 ms"):
             table.add_column(col, justify="right" if col != "stage" else "left")
         for name, mean, p50, p99 in summary.stage_rows():
             table.add_row(name, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}")
         out.print(table)
+    out.print(f"  inference: {plan.reason}", highlight=False, soft_wrap=True)
     if model.engine.backend == "tensorrt":
         gpu = ["preprocessing: " + ("CUDA kernel (pre = its GPU time + launch)" if getattr(model, "gpu_preprocess", False) else "CPU")]
         gpu.append("CUDA graph: " + ("on" if getattr(model.engine, "cuda_graph", False) else "off"))
