@@ -41,9 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 _BLOCK = 64
-_UPPER = np.triu(np.ones((_BLOCK, _BLOCK), bool), 1)  # [i, j]: i < j
-# Below this many boxes the dense blocked loop is cheaper than building the pair graph.
-_SPARSE_MIN = 128
+# Up to this many boxes, one dense (N, N) IoU matrix resolved with bit masks (fewest numpy calls).
+_DENSE_MAX = 128
 # The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
 # measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
 # scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
@@ -116,41 +115,50 @@ def nms(
     cls = None if per_class is None else per_class[order]
     thr = _threshold(iou_threshold, boxes.dtype)
     limit = n if max_det is None else min(max_det, n)
-    ranks = None
-    if n > _SPARSE_MIN and float(iou_threshold) >= 0 and np.isfinite(data).all():
-        ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
-        if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
-            ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
-    if ranks is None:
-        ranks = _greedy_blocked(data, cls, thr, limit)
+    if n <= _DENSE_MAX:
+        ranks = _greedy_blocked(data, cls, thr, limit, block=n)
+    else:
+        ranks = None
+        if float(iou_threshold) >= 0 and np.isfinite(data).all():
+            ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
+            if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
+                ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
+        if ranks is None:
+            ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
 
 
-def _resolve_block(within: np.ndarray) -> np.ndarray:
-    """Greedy resolution of a small block: ``within`` (B, B) bool, [i, j] = i (earlier) suppresses j (i < j).
+def _resolve_dense(over: np.ndarray) -> np.ndarray:
+    """Greedy resolution of a block: ``over`` (B, B) C-contiguous bool, [i, j] = IoU(i, j) > threshold.
 
-    Returns the kept positions, ascending. Pairs come out of ``nonzero`` row by row, so when
-    pair (i, j) is read, every pair that could suppress i has been read: one pass suffices.
+    Returns the kept positions, ascending. Only ``over[i, j]`` with i < j is read in effect: the
+    rows are packed into Python ints, ``alive`` holds the undecided boxes that meet any other,
+    and each step keeps the lowest alive box and clears its row from ``alive`` (bits j < i are
+    already decided, so the lower triangle clears nothing). One Python step per kept box that
+    meets another; boxes meeting none are kept without a step. ``over``'s diagonal is cleared.
     """
-    ii, jj = np.nonzero(within)
-    if not ii.size:
-        return np.arange(within.shape[0])
-    if ii.size > 24 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
-        dead = np.zeros(within.shape[0], bool)
-        local = []
-        for i in range(within.shape[0]):
-            if not dead[i]:
-                local.append(i)
-                dead |= within[i]
-        return np.asarray(local, np.intp)
-    dead = bytearray(within.shape[0])
-    for i, j in zip(ii.tolist(), jj.tolist()):
-        if not dead[i]:
-            dead[j] = 1
-    return np.flatnonzero(np.frombuffer(bytes(dead), np.uint8) == 0)
+    b = over.shape[0]
+    over.ravel()[:: b + 1] = False
+    packed = np.packbits(over, axis=1, bitorder="little")
+    involved = packed.any(1)
+    keep = ~involved
+    alive = int.from_bytes(np.packbits(involved, bitorder="little").tobytes(), "little")
+    if alive:
+        rows, s = packed.tobytes(), packed.shape[1]
+        kept = []
+        while alive:
+            low = alive & -alive
+            i = low.bit_length() - 1
+            kept.append(i)
+            alive &= ~int.from_bytes(rows[i * s : (i + 1) * s], "little")
+            alive &= ~low
+        keep[kept] = True
+    return np.flatnonzero(keep)
 
 
-def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int) -> np.ndarray:
+def _greedy_blocked(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int, block: int = _BLOCK
+) -> np.ndarray:
     """Greedy NMS over columns already in score order; (K,) kept column indices, ascending.
 
     Dense: each block of survivors is checked against all later survivors, so the
@@ -162,19 +170,18 @@ def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, l
     n_kept = 0
     with np.errstate(invalid="ignore", divide="ignore"):
         while order.size:
-            b = min(_BLOCK, order.size)
-            block = data[:, :b]
-            block_cls = None if cls is None else cls[:b]
-            within = _suppresses(block, block, block_cls, block_cls, thr)
-            within &= _UPPER[:b, :b]
-            sel = _resolve_block(within)
+            b = min(block, order.size)
+            head = data[:, :b]
+            head_cls = None if cls is None else cls[:b]
+            sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
             kept.append(order[sel])
             n_kept += sel.size
             if n_kept >= limit or order.size == b:
                 break
             rest = data[:, b:]
             rest_cls = None if cls is None else cls[b:]
-            alive = ~_suppresses(np.take(block, sel, axis=1), rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
+            kept_cls = None if cls is None else head_cls[sel]
+            alive = ~_suppresses(np.take(head, sel, axis=1), rest, kept_cls, rest_cls, thr).any(0)
             data = np.compress(alive, rest, axis=1)
             order = order[b:][alive]
             if cls is not None:
