@@ -47,6 +47,10 @@ _DENSE_MAX = 128
 # measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
 # scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
 _SPARSE_MAX_PAIRS_PER_BOX = 8
+# Up to this many boxes, dense clusters (more close pairs per box than below) go to the blocked loop,
+# whose kept x later-survivors cost stays small there; above, to the windowed route.
+_BLOCKED_MAX = 2048
+_MID_MAX_PAIRS_PER_BOX = 32
 _SPARSE_BLOCK = 128
 _WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
@@ -120,8 +124,10 @@ def nms(
     else:
         ranks = None
         if float(iou_threshold) >= 0 and np.isfinite(data).all():
-            ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
-            if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
+            mid = n <= _BLOCKED_MAX
+            max_pairs = _MID_MAX_PAIRS_PER_BOX if mid else _SPARSE_MAX_PAIRS_PER_BOX
+            ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, max_pairs)
+            if ranks is None and not mid:  # too many close pairs to list: only kept boxes look for partners
                 ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
         if ranks is None:
             ranks = _greedy_blocked(data, cls, thr, limit)
