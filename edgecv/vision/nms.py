@@ -103,25 +103,28 @@ def nms(
         return np.zeros(0, np.int64)
 
     per_class = None
+    offsets = None
     if class_ids is not None:
         if boxes.size > _TRICK_MAX_NUMEL:
             per_class = class_ids
         else:
-            # torchvision's _batched_nms_coordinate_trick, same dtype and rounding.
-            one = boxes.dtype.type(1)
-            offsets = class_ids.astype(boxes.dtype) * (boxes.max() + one)
-            boxes = boxes + offsets[:, None]
+            # torchvision's _batched_nms_coordinate_trick, same dtype and rounding (added after the gather).
+            offsets = class_ids.astype(boxes.dtype) * (boxes.max() + boxes.dtype.type(1))
 
-    order = np.argsort(-scores.astype(np.float64, copy=False), kind="stable")
+    # stable descending order; negating a float is exact, other dtypes go through float64 (no unsigned wrap)
+    order = np.argsort(-(scores if scores.dtype.kind == "f" else scores.astype(np.float64)), kind="stable")
     data = np.empty((5, n), boxes.dtype)  # rows x1 y1 x2 y2 area, columns in score order
     data[:4] = boxes[order].T
+    if offsets is not None:
+        data[:4] += offsets[order]
     data[4] = (data[2] - data[0]) * (data[3] - data[1])
-    cls = None if per_class is None else per_class[order]
     thr = _threshold(iou_threshold, boxes.dtype)
     limit = n if max_det is None else min(max_det, n)
-    if n <= _DENSE_MAX:
-        ranks = _greedy_blocked(data, cls, thr, limit, block=n)
+    if n <= _DENSE_MAX:  # one dense block (always the coordinate trick here: n * 4 <= 4000)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ranks = _resolve_dense(_suppresses(data, data, None, None, thr))
     else:
+        cls = None if per_class is None else per_class[order]
         ranks = None
         if float(iou_threshold) >= 0 and np.isfinite(data).all():
             mid = n <= _BLOCKED_MAX
