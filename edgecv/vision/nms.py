@@ -52,6 +52,9 @@ _SPARSE_MAX_PAIRS_PER_BOX = 8
 _BLOCKED_MAX = 2048
 _MID_MAX_PAIRS_PER_BOX = 32
 _SPARSE_BLOCK = 128
+# Above this many candidate pairs per box, the pair search first drops pairs too far apart in y.
+_Y_FILTER_PAIRS_PER_BOX = 8
+_POW2 = 2.0 ** np.arange(32)  # bit weights of a 32-bit word
 _WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
@@ -322,20 +325,28 @@ def _greedy_sparse(
     total = int(counts.sum())
     if total > max_pairs_per_box * n:
         return None
-    first = np.repeat(np.arange(n), counts)
-    second = first + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
-    a, b = by_x[first], by_x[second]
-    # the same bound in y, for either box of the pair: top edges closer than the window of _greedy_windows
-    y1 = data[1].astype(np.float64)
-    h = np.maximum(data[3] - y1, 0)
-    dy = y1[b] - y1[a]
-    ha = h[a]
-    near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha) if iou > 0 else np.ones(total, bool)
-    a, b = a[near], b[near]
+    xs = np.take(data, by_x, axis=1)  # columns in x order: pair (p, q) is (first, second) there, p < q
+    second = np.arange(total) + np.repeat(np.arange(1, n + 1) - (np.cumsum(counts) - counts), counts)
+    first = None
+    if iou > 0 and total > _Y_FILTER_PAIRS_PER_BOX * n:
+        # many pairs: first drop those whose top edges are farther apart than the window of _greedy_windows
+        first = np.repeat(np.arange(n), counts)
+        y1 = xs[1].astype(np.float64)
+        h = np.maximum(xs[3] - y1, 0)
+        dy = y1[second] - y1[first]
+        ha = h[first]
+        near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha)
+        first, second = first[near], second[near]
+        pa = np.take(xs, first, axis=1)
+    else:
+        pa = np.repeat(xs, counts, axis=1)  # a sequential fill, cheaper than a gather
     with np.errstate(invalid="ignore", divide="ignore"):
-        hit = _pairs_above(data, a, b, thr)
-    a, b = a[hit], b[hit]
+        hit = _iou_above(pa, np.take(xs, second, axis=1), thr)
+    first = (np.repeat(np.arange(n), counts) if first is None else first)[hit]
+    a, b = by_x[first], by_x[second[hit]]
     src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
+    if n <= _BLOCKED_MAX:
+        return _resolve_graph(n, src, dst)
 
     # resolve in score order, _SPARSE_BLOCK ranks at a time: pairs inside a block one by one
     # (_resolve_block), then the block's kept boxes suppress their later partners at once
@@ -385,6 +396,38 @@ def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.nda
     return np.flatnonzero(np.frombuffer(bytes(flags), np.uint8) == 0)
 
 
+def _resolve_graph(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Greedy resolution of suppression pairs ``src < dst`` (ranks, any order, no duplicates) among ``n`` boxes.
+
+    Returns the kept ranks, ascending. Each source's row of partners becomes a bit row (32-bit
+    words summed in float64 by ``bincount``: distinct powers of two add exactly), and the rows are
+    resolved as in :func:`_resolve_dense`: one Python step per kept box that meets another.
+    """
+    succ = np.zeros(n, bool)
+    succ[src] = True
+    involved = succ.copy()
+    involved[dst] = True
+    keep = ~involved
+    if src.size:
+        row_of = np.cumsum(succ) - 1
+        words = (n + 31) >> 5
+        n_rows = int(row_of[-1]) + 1
+        rows = np.bincount(row_of[src] * words + (dst >> 5), weights=_POW2[dst & 31], minlength=n_rows * words)
+        buf, s = rows.astype("<u4").tobytes(), 4 * words
+        alive = int.from_bytes(np.packbits(involved, bitorder="little").tobytes(), "little")
+        has_row = int.from_bytes(np.packbits(succ, bitorder="little").tobytes(), "little")
+        kept = []
+        while alive:
+            low = alive & -alive
+            kept.append(low.bit_length() - 1)
+            alive ^= low
+            if has_row & low:
+                r = (has_row & (low - 1)).bit_count()  # rows are stored for sources only, in rank order
+                alive &= ~int.from_bytes(buf[r * s : (r + 1) * s], "little")
+        keep[kept] = True
+    return np.flatnonzero(keep)
+
+
 def _threshold(iou_threshold: float, dtype: np.dtype) -> np.generic:
     """The largest ``dtype`` value t with ``x > t`` <=> ``float64(x) > iou_threshold`` for all x of ``dtype``."""
     thr = float(iou_threshold)
@@ -415,11 +458,12 @@ def _suppresses(
 
 
 def _pairs_above(data: np.ndarray, a: np.ndarray, b: np.ndarray, thr: np.generic) -> np.ndarray:
-    """IoU(a[i], b[i]) > thr for each pair, with torchvision's float32 arithmetic.
+    """IoU(a[i], b[i]) > thr for each pair; ``data``: (5, N) rows x1, y1, x2, y2, area; ``a``, ``b``: (P,) indices."""
+    return _iou_above(np.take(data, a, axis=1), np.take(data, b, axis=1), thr)
 
-    ``data``: (5, N) float32 rows x1, y1, x2, y2, area; ``a``, ``b``: (P,) box indices.
-    """
-    pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
+
+def _iou_above(pa: np.ndarray, pb: np.ndarray, thr: np.generic) -> np.ndarray:
+    """(P,) bool: IoU > thr for pairs of columns of ``pa``, ``pb`` (5, P), with torchvision's float arithmetic."""
     wh = np.minimum(pa[2:4], pb[2:4])
     wh -= np.maximum(pa[:2], pb[:2])
     np.maximum(wh, 0, out=wh)
