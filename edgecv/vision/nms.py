@@ -130,11 +130,12 @@ def nms(
         cls = None if per_class is None else per_class[order]
         ranks = None
         if float(iou_threshold) >= 0 and np.isfinite(data).all():
-            ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
-            if ranks is None and n <= _BLOCKED_MAX:
+            if n <= _BLOCKED_MAX:
                 ranks = _greedy_mid(data, cls, thr, float(iou_threshold), limit)
-            elif ranks is None:  # too many close pairs to list: only kept boxes look for partners
-                ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
+            else:
+                ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
+                if ranks is None:  # too many close pairs to list: only kept boxes look for partners
+                    ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
         if ranks is None:
             ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
@@ -201,30 +202,40 @@ def _greedy_blocked(
     return np.concatenate(kept)
 
 
-def _greedy_mid(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int) -> np.ndarray:
+def _greedy_mid(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, steps: int = 1, block: int = _BLOCK
+) -> np.ndarray:
     """Greedy NMS over columns in score order for mid-size inputs with many close pairs; kept ranks, ascending.
 
-    The top ``_BLOCK`` boxes are resolved densely and their kept boxes suppress all later ones
-    (in clusters, the best boxes remove most of their neighbours); the survivors then go to the
-    pair graph (:func:`_greedy_sparse`) if they have few enough close pairs, else to the blocked loop.
+    The top ``block`` boxes are resolved densely and their kept boxes suppress all later ones
+    (in clusters, the best boxes remove most of their neighbours), ``steps`` times; the survivors
+    then go to the pair graph (:func:`_greedy_sparse`) if they have few enough close pairs, else
+    to the blocked loop.
     """
-    b = _BLOCK
-    head = data[:, :b]
-    head_cls = None if cls is None else cls[:b]
+    kept: list[np.ndarray] = []
+    idx = np.arange(data.shape[1])
+    n_kept = 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
-        kept_cls = None if cls is None else head_cls[sel]
-        rest_cls = None if cls is None else cls[b:]
-        alive = ~_suppresses(np.take(head, sel, axis=1), data[:, b:], kept_cls, rest_cls, thr).any(0)
-    if sel.size >= limit:
-        return sel
-    idx = np.flatnonzero(alive) + b
-    sub = np.take(data, idx, axis=1)
-    sub_cls = None if cls is None else cls[idx]
-    rest = _greedy_sparse(sub, sub_cls, thr, iou, limit - sel.size, _MID_MAX_PAIRS_PER_BOX)
+        for _ in range(steps):
+            b = min(block, idx.size)
+            head = data[:, :b]
+            head_cls = None if cls is None else cls[:b]
+            sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
+            kept.append(idx[sel])
+            n_kept += sel.size
+            if n_kept >= limit or b == idx.size:
+                return np.concatenate(kept)
+            kept_cls = None if cls is None else head_cls[sel]
+            rest_cls = None if cls is None else cls[b:]
+            alive = np.flatnonzero(~_suppresses(np.take(head, sel, axis=1), data[:, b:], kept_cls, rest_cls, thr).any(0))
+            alive += b
+            data, idx = np.take(data, alive, axis=1), idx[alive]
+            cls = None if cls is None else cls[alive]
+    rest = _greedy_sparse(data, cls, thr, iou, limit - n_kept, _MID_MAX_PAIRS_PER_BOX)
     if rest is None:
-        rest = _greedy_blocked(sub, sub_cls, thr, limit - sel.size)
-    return np.concatenate([sel, idx[rest]])
+        rest = _greedy_blocked(data, cls, thr, limit - n_kept)
+    kept.append(idx[rest])
+    return np.concatenate(kept)
 
 
 def _greedy_windows(
