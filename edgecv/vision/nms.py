@@ -19,21 +19,31 @@ same arithmetic in the same precision:
   then meet boxes of another class; boxes with all coordinates >= -1 never do.
 
 Algorithm: greedy NMS in score order (the result is the greedy one exactly), by
-one of three routes chosen from the input, all computing each IoU as above:
+one of these routes chosen from the input, all computing each IoU as above:
 
-- up to 128 boxes, negative thresholds or non-finite boxes: dense blocks
+- up to 128 boxes: one dense (N, N) IoU matrix; its rows are packed into Python
+  ints and resolved with bit operations, one Python step per kept box that meets
+  another (:func:`_resolve_dense`). At the sizes of a real frame (10-300
+  candidates) the cost is the number of numpy calls, so this route makes few;
+- 129 to 2,048 boxes (threshold >= 0, finite boxes): the top 64 boxes resolved
+  densely, their kept boxes suppress all later ones, and the survivors go to the
+  pair graph below (<= 32 candidate pairs per box, resolved with bit rows,
+  :func:`_resolve_graph`) or else to the blocked loop (:func:`_greedy_mid`);
+- above 2,048 boxes, few close pairs (<= 8 per box: many classes, scattered
+  boxes): every pair that can overlap enough is listed at once by an x-sorted sweep
+  with an IoU-derived window, kept if its exact IoU is above the threshold, and
+  the pairs are resolved block by block in score order (:func:`_greedy_sparse`);
+- above 2,048 boxes otherwise (dense clusters): blocks of undecided boxes look up
+  their partners in a 2-D window around their top-left corner
+  (:func:`_greedy_windows`), so a suppressed box is never compared again and a
+  kept box only with its neighbours;
+- negative thresholds or non-finite boxes above 128 boxes: dense blocks
   (:func:`_greedy_blocked`): 64 survivors at a time against each other, then their
-  kept boxes against all later survivors;
-- few close pairs (<= 8 per box: many classes, scattered boxes): every pair that
-  can overlap enough is listed at once by an x-sorted sweep with an IoU-derived
-  window, kept if its exact IoU is above the threshold, and the pairs are resolved
-  block by block in score order (:func:`_greedy_sparse`);
-- otherwise (dense clusters): blocks of undecided boxes look up their partners
-  in a 2-D window around their top-left corner (:func:`_greedy_windows`), so a
-  suppressed box is never compared again and a kept box only with its neighbours.
+  kept boxes against all later survivors.
 
-``max_det`` stops the loop once that many boxes are kept (it cannot change which
-ones they are). ``scripts/bench_nms.py`` measures all routes against torchvision.
+``max_det`` keeps the first ``max_det`` kept boxes (the loops stop once that many
+are kept; it cannot change which ones they are). ``scripts/bench_nms.py``
+measures the routes against torchvision.
 """
 
 from __future__ import annotations
@@ -43,14 +53,13 @@ import numpy as np
 _BLOCK = 64
 # Up to this many boxes, one dense (N, N) IoU matrix resolved with bit masks (fewest numpy calls).
 _DENSE_MAX = 128
-# The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
-# measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
-# scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
-_SPARSE_MAX_PAIRS_PER_BOX = 8
-# Up to this many boxes, dense clusters (more close pairs per box than below) go to the blocked loop,
-# whose kept x later-survivors cost stays small there; above, to the windowed route.
-_BLOCKED_MAX = 2048
+# Up to this many boxes, _greedy_mid; its survivors go to the pair graph up to this many candidate
+# pairs per box, else to the blocked loop (measured with scripts/bench_nms.py).
+_MID_MAX = 2048
 _MID_MAX_PAIRS_PER_BOX = 32
+# Above _MID_MAX, the pair graph is used up to this many candidate pairs per box (many classes,
+# scattered boxes), the windowed route above (dense clusters, where most boxes are suppressed early).
+_SPARSE_MAX_PAIRS_PER_BOX = 8
 _SPARSE_BLOCK = 128
 # Above this many candidate pairs per box, the pair search first drops pairs too far apart in y.
 _Y_FILTER_PAIRS_PER_BOX = 8
@@ -130,7 +139,7 @@ def nms(
         cls = None if per_class is None else per_class[order]
         ranks = None
         if float(iou_threshold) >= 0 and np.isfinite(data).all():
-            if n <= _BLOCKED_MAX:
+            if n <= _MID_MAX:
                 ranks = _greedy_mid(data, cls, thr, float(iou_threshold), limit)
             else:
                 ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
@@ -202,40 +211,31 @@ def _greedy_blocked(
     return np.concatenate(kept)
 
 
-def _greedy_mid(
-    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int, steps: int = 1, block: int = _BLOCK
-) -> np.ndarray:
-    """Greedy NMS over columns in score order for mid-size inputs with many close pairs; kept ranks, ascending.
+def _greedy_mid(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int) -> np.ndarray:
+    """Greedy NMS over columns in score order for 129..``_MID_MAX`` boxes; kept column indices, ascending.
 
-    The top ``block`` boxes are resolved densely and their kept boxes suppress all later ones
-    (in clusters, the best boxes remove most of their neighbours), ``steps`` times; the survivors
-    then go to the pair graph (:func:`_greedy_sparse`) if they have few enough close pairs, else
-    to the blocked loop.
+    The top ``_BLOCK`` boxes are resolved densely and their kept boxes suppress all later ones
+    (in clusters, the best boxes remove most of their neighbours, so the pair graph of the
+    survivors is small); the survivors then go to the pair graph (:func:`_greedy_sparse`) if
+    they have few enough close pairs, else to the blocked loop.
     """
-    kept: list[np.ndarray] = []
-    idx = np.arange(data.shape[1])
-    n_kept = 0
+    b = _BLOCK
+    head = data[:, :b]
+    head_cls = None if cls is None else cls[:b]
     with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(steps):
-            b = min(block, idx.size)
-            head = data[:, :b]
-            head_cls = None if cls is None else cls[:b]
-            sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
-            kept.append(idx[sel])
-            n_kept += sel.size
-            if n_kept >= limit or b == idx.size:
-                return np.concatenate(kept)
-            kept_cls = None if cls is None else head_cls[sel]
-            rest_cls = None if cls is None else cls[b:]
-            alive = np.flatnonzero(~_suppresses(np.take(head, sel, axis=1), data[:, b:], kept_cls, rest_cls, thr).any(0))
-            alive += b
-            data, idx = np.take(data, alive, axis=1), idx[alive]
-            cls = None if cls is None else cls[alive]
-    rest = _greedy_sparse(data, cls, thr, iou, limit - n_kept, _MID_MAX_PAIRS_PER_BOX)
+        sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
+        if sel.size >= limit:
+            return sel
+        kept_cls = None if cls is None else head_cls[sel]
+        rest_cls = None if cls is None else cls[b:]
+        alive = np.flatnonzero(~_suppresses(np.take(head, sel, axis=1), data[:, b:], kept_cls, rest_cls, thr).any(0))
+    alive += b
+    data = np.take(data, alive, axis=1)
+    cls = None if cls is None else cls[alive]
+    rest = _greedy_sparse(data, cls, thr, iou, limit - sel.size, _MID_MAX_PAIRS_PER_BOX)
     if rest is None:
-        rest = _greedy_blocked(data, cls, thr, limit - n_kept)
-    kept.append(idx[rest])
-    return np.concatenate(kept)
+        rest = _greedy_blocked(data, cls, thr, limit - sel.size)
+    return np.concatenate([sel, alive[rest]])
 
 
 def _greedy_windows(
@@ -339,8 +339,11 @@ def _greedy_sparse(
        height). Boxes sorted by (class, x1) give, per box, a contiguous run of partners
        found with one ``searchsorted``; the bound is loosened by 0.1 % so float rounding
        can only add candidates. The exact IoU of each candidate pair is then computed with
-       the same float arithmetic as :func:`_suppresses` (so the same pairs suppress).
-    2. Greedy resolution on that graph in score order, ``_SPARSE_BLOCK`` ranks at a time:
+       the same float arithmetic as :func:`_suppresses` (so the same pairs suppress). Above
+       ``_Y_FILTER_PAIRS_PER_BOX`` candidates per box, pairs whose top edges are farther apart
+       than the window of :func:`_greedy_windows` are dropped first (the same bound in y).
+    2. Up to ``_MID_MAX`` boxes, :func:`_resolve_graph`. Above, greedy resolution on the graph
+       in score order, ``_SPARSE_BLOCK`` ranks at a time:
        the pairs inside a block are read one by one in source order (a box's suppressors
        are read before its own pairs), then the block's kept boxes suppress all their later
        partners with one scatter. Sorting the pairs by source is a radix sort (int16 keys).
@@ -382,7 +385,7 @@ def _greedy_sparse(
     first = (np.repeat(np.arange(n), counts) if first is None else first)[hit]
     a, b = by_x[first], by_x[second[hit]]
     src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
-    if n <= _BLOCKED_MAX:
+    if n <= _MID_MAX:
         return _resolve_graph(n, src, dst)
 
     # resolve in score order, _SPARSE_BLOCK ranks at a time: pairs inside a block one by one
