@@ -64,6 +64,7 @@ _SPARSE_BLOCK = 128
 # Above this many candidate pairs per box, the pair search first drops pairs too far apart in y.
 _Y_FILTER_PAIRS_PER_BOX = 8
 _POW2 = 2.0 ** np.arange(32)  # bit weights of a 32-bit word
+_STABLE_SORT_MAX = 256  # above, the score order comes from quicksort plus a tie fix-up
 _WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
@@ -123,8 +124,7 @@ def nms(
             # torchvision's _batched_nms_coordinate_trick, same dtype and rounding (added after the gather).
             offsets = class_ids.astype(boxes.dtype) * (boxes.max() + boxes.dtype.type(1))
 
-    # stable descending order; negating a float is exact, other dtypes go through float64 (no unsigned wrap)
-    order = np.argsort(-(scores if scores.dtype.kind == "f" else scores.astype(np.float64)), kind="stable")
+    order = _score_order(scores)
     data = np.empty((5, n), boxes.dtype)  # rows x1 y1 x2 y2 area, columns in score order
     data[:4] = boxes[order].T
     if offsets is not None:
@@ -148,6 +148,29 @@ def nms(
         if ranks is None:
             ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
+
+
+def _score_order(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score, ties by ascending index (a stable sort's order), as int64.
+
+    Negating a float is exact; other dtypes go through float64 (no unsigned wrap). Above
+    ``_STABLE_SORT_MAX`` scores, numpy's quicksort (SIMD; ~9x faster than its stable sort at
+    8,400) sorts, and runs of equal scores are then put in index order with a second sort.
+    """
+    neg = -(scores if scores.dtype.kind == "f" else scores.astype(np.float64))
+    n = neg.shape[0]
+    if n <= _STABLE_SORT_MAX:
+        return np.argsort(neg, kind="stable")
+    order = np.argsort(neg)
+    s = neg[order]
+    if np.isnan(s[-1]):  # NaN (sorted last) never compares equal: leave those to the stable sort
+        return np.argsort(neg, kind="stable")
+    tie = s[1:] == s[:-1]
+    if tie.any():
+        run = np.zeros(n, np.int64)
+        np.cumsum(~tie, out=run[1:])
+        order = order[np.argsort(run * n + order)]  # unique keys: (run, index)
+    return order
 
 
 def _resolve_dense(over: np.ndarray) -> np.ndarray:
@@ -274,7 +297,7 @@ def _greedy_windows(
         return None
     shift = reach - xmin
     key = (band + row) * span + (x1 + shift)
-    by_key = np.argsort(key, kind="stable")
+    by_key = np.argsort(key)  # any order of equal keys serves the range queries
     sorted_key = key[by_key]
     # per box: its corner window (lo/hi in x, first/last row)
     qx_lo = x1 - back * pos_w + shift
@@ -359,7 +382,7 @@ def _greedy_sparse(
         span = 2.0 ** np.ceil(np.log2(max(x1.max(), reach.max()) - lo + 2.0))
         base = cls.astype(np.float64) * span - lo
         key, query = x1 + base, reach + base
-    by_x = np.argsort(key, kind="stable")
+    by_x = np.argsort(key)  # equal keys in any order: the first of two finds the second
     hi = np.searchsorted(key[by_x], query[by_x], side="right")
     counts = np.maximum(hi - np.arange(1, n + 1), 0)
     total = int(counts.sum())

@@ -336,3 +336,25 @@ def test_small_and_mid_sizes_match_torchvision_batched_nms(seed: int) -> None:
                     assert nms(boxes, scores, None, thr).tolist() == ops.nms(tb, ts, thr).tolist(), (kind, n, thr)
                 full = nms(boxes, scores, cls, 0.45)
                 assert nms(boxes, scores, cls, 0.45, max_det=5).tolist() == full[:5].tolist()
+
+
+def test_score_order_is_the_stable_descending_order() -> None:
+    """Above 256 scores the order comes from quicksort plus a tie fix-up: same as a stable sort of -scores."""
+    from edgecv.vision.nms import _score_order
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(200, 3000))
+        s = rng.random(n).astype(np.float32)
+        kind = trial % 4
+        if kind == 1:  # many ties
+            s = np.round(s * 10) / 10
+        elif kind == 2:  # +0.0 and -0.0 compare equal
+            s[rng.random(n) < 0.1] = 0.0
+            s[rng.random(n) < 0.05] = -0.0
+        elif kind == 3:
+            s[rng.random(n) < 0.05] = np.nan
+        s = s.astype(np.float64) if trial % 3 == 0 else s
+        assert _score_order(s).tolist() == np.argsort(-s, kind="stable").tolist(), trial
+        u = rng.integers(0, 5, n).astype(np.uint8)  # unsigned: no wrap-around when negated
+        assert _score_order(u).tolist() == np.argsort(-u.astype(np.float64), kind="stable").tolist()
