@@ -26,9 +26,10 @@ one of these routes chosen from the input, all computing each IoU as above:
   another (:func:`_resolve_dense`). At the sizes of a real frame (10-300
   candidates) the cost is the number of numpy calls, so this route makes few;
 - 129 to 2,048 boxes (threshold >= 0, finite boxes): the top 64 boxes resolved
-  densely, their kept boxes suppress all later ones, and the survivors go to the
-  pair graph below (<= 32 candidate pairs per box, resolved with bit rows,
-  :func:`_resolve_graph`) or else to the blocked loop (:func:`_greedy_mid`);
+  densely, their kept boxes suppress all later ones, and the survivors go to one
+  dense block (<= 128 of them), the pair graph below (<= 32 candidate pairs per
+  box, resolved with bit rows, :func:`_resolve_graph`) or else the blocked loop
+  (:func:`_greedy_mid`);
 - above 2,048 boxes, few close pairs (<= 8 per box: many classes, scattered
   boxes): every pair that can overlap enough is listed at once by an x-sorted sweep
   with an IoU-derived window, kept if its exact IoU is above the threshold, and
@@ -239,8 +240,9 @@ def _greedy_mid(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: 
 
     The top ``_BLOCK`` boxes are resolved densely and their kept boxes suppress all later ones
     (in clusters, the best boxes remove most of their neighbours, so the pair graph of the
-    survivors is small); the survivors then go to the pair graph (:func:`_greedy_sparse`) if
-    they have few enough close pairs, else to the blocked loop.
+    survivors is small); the survivors then go to one dense block if at most ``_DENSE_MAX``,
+    else to the pair graph (:func:`_greedy_sparse`) if they have few enough close pairs, else
+    to the blocked loop.
     """
     b = _BLOCK
     head = data[:, :b]
@@ -255,6 +257,9 @@ def _greedy_mid(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: 
     alive += b
     data = np.take(data, alive, axis=1)
     cls = None if cls is None else cls[alive]
+    if data.shape[1] <= _DENSE_MAX:  # few survivors: one dense block
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.concatenate([sel, alive[_resolve_dense(_suppresses(data, data, cls, cls, thr))]])
     rest = _greedy_sparse(data, cls, thr, iou, limit - sel.size, _MID_MAX_PAIRS_PER_BOX)
     if rest is None:
         rest = _greedy_blocked(data, cls, thr, limit - sel.size)

@@ -307,8 +307,9 @@ def test_bit_mask_resolutions_match_plain_greedy(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_small_and_mid_sizes_match_torchvision_batched_nms(seed: int) -> None:
-    """Every route boundary (128/129 dense, 1000/1001 coordinate trick, 2048/2049 mid routes) against torchvision,
-    on YOLO-like clusters and scattered boxes, with 1, 3 and 80 classes, score ties and several thresholds."""
+    """Every route boundary (128/129 dense, 129-300 dense survivors, 1000/1001 coordinate trick, 2048/2049 mid
+    routes) against torchvision, on YOLO-like clusters and scattered boxes, with 1, 3 and 80 classes, score ties
+    and several thresholds."""
     ops = pytest.importorskip("torchvision.ops")
     import sys
     from pathlib import Path
@@ -319,7 +320,7 @@ def test_small_and_mid_sizes_match_torchvision_batched_nms(seed: int) -> None:
     from bench_nms import scene
 
     rng = np.random.default_rng(seed)
-    for n in (1, 2, 7, 50, 100, 128, 129, 400, 1000, 1001, 2048, 2049):
+    for n in (1, 2, 7, 50, 100, 128, 129, 200, 300, 400, 1000, 1001, 2048, 2049):
         for kind in ("yolo", "scattered"):
             for nc in (1, 3, 80):
                 boxes, scores, cls = scene(kind, n, nc, seed=int(rng.integers(1 << 30)))
