@@ -208,8 +208,9 @@ def _greedy_blocked(
     """Greedy NMS over columns already in score order; (K,) kept column indices, ascending.
 
     Dense: each block of survivors is checked against all later survivors, so the
-    cost grows with kept x candidates. Used for small inputs, negative thresholds
-    and non-finite boxes (where the sparse pair search's geometry does not hold).
+    cost grows with kept x candidates. Used above 128 boxes for negative thresholds
+    and non-finite boxes (where the pair search's geometry does not hold), and for the
+    survivors of :func:`_greedy_mid` when they have many close pairs.
     """
     order = np.arange(data.shape[1])
     kept: list[np.ndarray] = []
