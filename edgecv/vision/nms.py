@@ -25,16 +25,17 @@ one of these routes chosen from the input, all computing each IoU as above:
   ints and resolved with bit operations, one Python step per kept box that meets
   another (:func:`_resolve_dense`). At the sizes of a real frame (10-300
   candidates) the cost is the number of numpy calls, so this route makes few;
-- 129 to 2,048 boxes (threshold >= 0, finite boxes): the top 64 boxes resolved
-  densely, their kept boxes suppress all later ones, and the survivors go to one
-  dense block (<= 128 of them), the pair graph below (<= 32 candidate pairs per
-  box, resolved with bit rows, :func:`_resolve_graph`) or else the blocked loop
-  (:func:`_greedy_mid`);
-- above 2,048 boxes, few close pairs (<= 8 per box: many classes, scattered
-  boxes): every pair that can overlap enough is listed at once by an x-sorted sweep
-  with an IoU-derived window, kept if its exact IoU is above the threshold, and
-  the pairs are resolved block by block in score order (:func:`_greedy_sparse`);
-- above 2,048 boxes otherwise (dense clusters): blocks of undecided boxes look up
+- the pair graph (:func:`_greedy_sparse`; threshold >= 0, finite boxes), tried
+  first for 129-512 and above 2,048 boxes and taken when there are <= 8 candidate
+  pairs per box (many classes, scattered boxes): every pair that can overlap
+  enough is listed at once by an x-sorted sweep with an IoU-derived window and
+  kept if its exact IoU is above the threshold; up to 2,048 boxes the pairs are
+  resolved as bit rows (:func:`_resolve_graph`), above block by block in score order;
+- otherwise 129-2,048 boxes (:func:`_greedy_mid`): the top 64 boxes resolved
+  densely, their kept boxes suppress all later ones (in clusters, most of them),
+  and the survivors go to one dense block (<= 128 of them), the pair graph (<= 32
+  candidate pairs per box) or else the blocked loop;
+- otherwise above 2,048 boxes (dense clusters): blocks of undecided boxes look up
   their partners in a 2-D window around their top-left corner
   (:func:`_greedy_windows`), so a suppressed box is never compared again and a
   kept box only with its neighbours;
@@ -58,6 +59,7 @@ _DENSE_MAX = 128
 # pairs per box, else to the blocked loop (measured with scripts/bench_nms.py).
 _MID_MAX = 2048
 _MID_MAX_PAIRS_PER_BOX = 32
+_SPARSE_FIRST_MAX = 512  # up to here, the pair graph is tried first (its bail-out costs ~10 numpy calls)
 # Above _MID_MAX, the pair graph is used up to this many candidate pairs per box (many classes,
 # scattered boxes), the windowed route above (dense clusters, where most boxes are suppressed early).
 _SPARSE_MAX_PAIRS_PER_BOX = 8
@@ -140,12 +142,13 @@ def nms(
         cls = None if per_class is None else per_class[order]
         ranks = None
         if float(iou_threshold) >= 0 and np.isfinite(data).all():
-            if n <= _MID_MAX:
-                ranks = _greedy_mid(data, cls, thr, float(iou_threshold), limit)
-            else:
-                ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
-                if ranks is None:  # too many close pairs to list: only kept boxes look for partners
-                    ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
+            iou = float(iou_threshold)
+            if n <= _SPARSE_FIRST_MAX or n > _MID_MAX:  # few close pairs: the pair graph (cheap to try here)
+                ranks = _greedy_sparse(data, cls, thr, iou, limit, _SPARSE_MAX_PAIRS_PER_BOX)
+            if ranks is None and n <= _MID_MAX:
+                ranks = _greedy_mid(data, cls, thr, iou, limit)
+            elif ranks is None:  # too many close pairs to list: only kept boxes look for partners
+                ranks = _greedy_windows(data, cls, thr, iou, limit)
         if ranks is None:
             ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
