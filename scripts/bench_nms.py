@@ -4,6 +4,7 @@ Run in a venv with torchvision (CI's ``.venv-tv``):
 
     .venv-tv/bin/python scripts/bench_nms.py            # the full grid
     .venv-tv/bin/python scripts/bench_nms.py --quick    # fewer repeats
+    .venv-tv/bin/python scripts/bench_nms.py --sizes 30,100,200,300   # other candidate counts
 
 Grid: 100 / 1,000 / 8,400 candidates x 1 / 80 classes x two scenes, IoU 0.45,
 distinct scores (with ties two correct NMS may keep different, equivalent boxes):
@@ -67,6 +68,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--iou", type=float, default=0.45)
+    parser.add_argument(
+        "--sizes", default="100,1000,8400", help="candidate counts, comma-separated (default: %(default)s)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -76,11 +80,17 @@ def main() -> int:
 
     torch.set_num_threads(1)
     iou = args.iou
+    try:
+        sizes = [int(v) for v in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes takes comma-separated integers, got {args.sizes!r}")
+    if any(v < 1 for v in sizes):
+        parser.error(f"--sizes must be >= 1, got {args.sizes!r}")
     print(f"torch {torch.__version__}, numpy {np.__version__}, 1 thread, IoU {iou}; times are medians (ms)")
     print(f"{'scene':<10} {'cands':>6} {'cls':>4} {'kept':>6} {'edgecv ms':>10} {'tv ms':>9} {'edgecv/tv':>10}")
     bad = 0
     for kind in ("yolo", "scattered"):
-        for n in (100, 1000, 8400):
+        for n in sizes:
             for nc in (1, 80):
                 boxes, scores, cls = scene(kind, n, nc, seed=n + nc)
                 tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(cls)

@@ -19,21 +19,33 @@ same arithmetic in the same precision:
   then meet boxes of another class; boxes with all coordinates >= -1 never do.
 
 Algorithm: greedy NMS in score order (the result is the greedy one exactly), by
-one of three routes chosen from the input, all computing each IoU as above:
+one of these routes chosen from the input, all computing each IoU as above:
 
-- up to 128 boxes, negative thresholds or non-finite boxes: dense blocks
+- up to 128 boxes: one dense (N, N) IoU matrix; its rows are packed into Python
+  ints and resolved with bit operations, one Python step per kept box that meets
+  another (:func:`_resolve_dense`). At the sizes of a real frame (10-300
+  candidates) the cost is the number of numpy calls, so this route makes few;
+- the pair graph (:func:`_greedy_sparse`; threshold >= 0, finite boxes), tried
+  first for 129-512 and above 2,048 boxes and taken when there are <= 8 candidate
+  pairs per box (many classes, scattered boxes): every pair that can overlap
+  enough is listed at once by an x-sorted sweep with an IoU-derived window and
+  kept if its exact IoU is above the threshold; up to 2,048 boxes the pairs are
+  resolved as bit rows (:func:`_resolve_graph`), above block by block in score order;
+- otherwise 129-2,048 boxes (:func:`_greedy_mid`): the top 64 boxes resolved
+  densely, their kept boxes suppress all later ones (in clusters, most of them),
+  and the survivors go to one dense block (<= 128 of them), the pair graph (<= 32
+  candidate pairs per box) or else the blocked loop;
+- otherwise above 2,048 boxes (dense clusters): blocks of undecided boxes look up
+  their partners in a 2-D window around their top-left corner
+  (:func:`_greedy_windows`), so a suppressed box is never compared again and a
+  kept box only with its neighbours;
+- negative thresholds or non-finite boxes above 128 boxes: dense blocks
   (:func:`_greedy_blocked`): 64 survivors at a time against each other, then their
-  kept boxes against all later survivors;
-- few close pairs (<= 8 per box: many classes, scattered boxes): every pair that
-  can overlap enough is listed at once by an x-sorted sweep with an IoU-derived
-  window, kept if its exact IoU is above the threshold, and the pairs are resolved
-  block by block in score order (:func:`_greedy_sparse`);
-- otherwise (dense clusters): blocks of undecided boxes look up their partners
-  in a 2-D window around their top-left corner (:func:`_greedy_windows`), so a
-  suppressed box is never compared again and a kept box only with its neighbours.
+  kept boxes against all later survivors.
 
-``max_det`` stops the loop once that many boxes are kept (it cannot change which
-ones they are). ``scripts/bench_nms.py`` measures all routes against torchvision.
+``max_det`` keeps the first ``max_det`` kept boxes (the loops stop once that many
+are kept; it cannot change which ones they are). ``scripts/bench_nms.py``
+measures the routes against torchvision.
 """
 
 from __future__ import annotations
@@ -41,14 +53,21 @@ from __future__ import annotations
 import numpy as np
 
 _BLOCK = 64
-_UPPER = np.triu(np.ones((_BLOCK, _BLOCK), bool), 1)  # [i, j]: i < j
-# Below this many boxes the dense blocked loop is cheaper than building the pair graph.
-_SPARSE_MIN = 128
-# The pair search gives up (dense blocked loop instead) beyond this many candidate pairs per box:
-# measured (scripts/bench_nms.py), the pair graph wins up to ~50 pairs per box (many classes,
-# scattered boxes) and loses on dense clusters of one class, where most boxes are suppressed early.
+# Up to this many boxes, one dense (N, N) IoU matrix resolved with bit masks (fewest numpy calls).
+_DENSE_MAX = 128
+# Up to this many boxes, _greedy_mid; its survivors go to the pair graph up to this many candidate
+# pairs per box, else to the blocked loop (measured with scripts/bench_nms.py).
+_MID_MAX = 2048
+_MID_MAX_PAIRS_PER_BOX = 32
+_SPARSE_FIRST_MAX = 512  # up to here, the pair graph is tried first (its bail-out costs ~10 numpy calls)
+# Above _MID_MAX, the pair graph is used up to this many candidate pairs per box (many classes,
+# scattered boxes), the windowed route above (dense clusters, where most boxes are suppressed early).
 _SPARSE_MAX_PAIRS_PER_BOX = 8
 _SPARSE_BLOCK = 128
+# Above this many candidate pairs per box, the pair search first drops pairs too far apart in y.
+_Y_FILTER_PAIRS_PER_BOX = 8
+_POW2 = 2.0 ** np.arange(32)  # bit weights of a 32-bit word
+_STABLE_SORT_MAX = 256  # above, the score order comes from quicksort plus a tie fix-up
 _WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
@@ -100,86 +119,155 @@ def nms(
         return np.zeros(0, np.int64)
 
     per_class = None
+    offsets = None
     if class_ids is not None:
         if boxes.size > _TRICK_MAX_NUMEL:
             per_class = class_ids
         else:
-            # torchvision's _batched_nms_coordinate_trick, same dtype and rounding.
-            one = boxes.dtype.type(1)
-            offsets = class_ids.astype(boxes.dtype) * (boxes.max() + one)
-            boxes = boxes + offsets[:, None]
+            # torchvision's _batched_nms_coordinate_trick, same dtype and rounding (added after the gather).
+            offsets = class_ids.astype(boxes.dtype) * (boxes.max() + boxes.dtype.type(1))
 
-    order = np.argsort(-scores.astype(np.float64, copy=False), kind="stable")
+    order = _score_order(scores)
     data = np.empty((5, n), boxes.dtype)  # rows x1 y1 x2 y2 area, columns in score order
     data[:4] = boxes[order].T
+    if offsets is not None:
+        data[:4] += offsets[order]
     data[4] = (data[2] - data[0]) * (data[3] - data[1])
-    cls = None if per_class is None else per_class[order]
     thr = _threshold(iou_threshold, boxes.dtype)
     limit = n if max_det is None else min(max_det, n)
-    ranks = None
-    if n > _SPARSE_MIN and float(iou_threshold) >= 0 and np.isfinite(data).all():
-        ranks = _greedy_sparse(data, cls, thr, float(iou_threshold), limit, _SPARSE_MAX_PAIRS_PER_BOX)
-        if ranks is None:  # too many close pairs to list them all: only kept boxes look for partners
-            ranks = _greedy_windows(data, cls, thr, float(iou_threshold), limit)
-    if ranks is None:
-        ranks = _greedy_blocked(data, cls, thr, limit)
+    if n <= _DENSE_MAX:  # one dense block (always the coordinate trick here: n * 4 <= 4000)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ranks = _resolve_dense(_suppresses(data, data, None, None, thr))
+    else:
+        cls = None if per_class is None else per_class[order]
+        ranks = None
+        if float(iou_threshold) >= 0 and np.isfinite(data).all():
+            iou = float(iou_threshold)
+            if n <= _SPARSE_FIRST_MAX or n > _MID_MAX:  # few close pairs: the pair graph (cheap to try here)
+                ranks = _greedy_sparse(data, cls, thr, iou, limit, _SPARSE_MAX_PAIRS_PER_BOX)
+            if ranks is None and n <= _MID_MAX:
+                ranks = _greedy_mid(data, cls, thr, iou, limit)
+            elif ranks is None:  # too many close pairs to list: only kept boxes look for partners
+                ranks = _greedy_windows(data, cls, thr, iou, limit)
+        if ranks is None:
+            ranks = _greedy_blocked(data, cls, thr, limit)
     return order[ranks[:limit]].astype(np.int64, copy=False)
 
 
-def _resolve_block(within: np.ndarray) -> np.ndarray:
-    """Greedy resolution of a small block: ``within`` (B, B) bool, [i, j] = i (earlier) suppresses j (i < j).
+def _score_order(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score, ties by ascending index (a stable sort's order), as int64.
 
-    Returns the kept positions, ascending. Pairs come out of ``nonzero`` row by row, so when
-    pair (i, j) is read, every pair that could suppress i has been read: one pass suffices.
+    Negating a float is exact; other dtypes go through float64 (no unsigned wrap). Above
+    ``_STABLE_SORT_MAX`` scores, numpy's quicksort (SIMD; ~9x faster than its stable sort at
+    8,400) sorts, and runs of equal scores are then put in index order with a second sort.
     """
-    ii, jj = np.nonzero(within)
-    if not ii.size:
-        return np.arange(within.shape[0])
-    if ii.size > 24 * within.shape[0]:  # dense block: one vectorised row per kept box is cheaper
-        dead = np.zeros(within.shape[0], bool)
-        local = []
-        for i in range(within.shape[0]):
-            if not dead[i]:
-                local.append(i)
-                dead |= within[i]
-        return np.asarray(local, np.intp)
-    dead = bytearray(within.shape[0])
-    for i, j in zip(ii.tolist(), jj.tolist()):
-        if not dead[i]:
-            dead[j] = 1
-    return np.flatnonzero(np.frombuffer(bytes(dead), np.uint8) == 0)
+    neg = -(scores if scores.dtype.kind == "f" else scores.astype(np.float64))
+    n = neg.shape[0]
+    if n <= _STABLE_SORT_MAX:
+        return np.argsort(neg, kind="stable")
+    order = np.argsort(neg)
+    s = neg[order]
+    if np.isnan(s[-1]):  # NaN (sorted last) never compares equal: leave those to the stable sort
+        return np.argsort(neg, kind="stable")
+    tie = s[1:] == s[:-1]
+    if tie.any():
+        run = np.zeros(n, np.int64)
+        np.cumsum(~tie, out=run[1:])
+        order = order[np.argsort(run * n + order)]  # unique keys: (run, index)
+    return order
 
 
-def _greedy_blocked(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int) -> np.ndarray:
+def _resolve_dense(over: np.ndarray) -> np.ndarray:
+    """Greedy resolution of a block: ``over`` (B, B) C-contiguous bool, [i, j] = IoU(i, j) > threshold.
+
+    Returns the kept positions, ascending. Only ``over[i, j]`` with i < j is read in effect: the
+    rows are packed into Python ints, ``alive`` holds the undecided boxes that meet any other,
+    and each step keeps the lowest alive box and clears its row from ``alive`` (bits j < i are
+    already decided, so the lower triangle clears nothing). One Python step per kept box that
+    meets another; boxes meeting none are kept without a step. ``over``'s diagonal is cleared.
+    """
+    b = over.shape[0]
+    over.ravel()[:: b + 1] = False
+    packed = np.packbits(over, axis=1, bitorder="little")
+    involved = packed.any(1)
+    keep = ~involved
+    alive = int.from_bytes(np.packbits(involved, bitorder="little").tobytes(), "little")
+    if alive:
+        rows, s = packed.tobytes(), packed.shape[1]
+        kept = []
+        while alive:
+            low = alive & -alive
+            i = low.bit_length() - 1
+            kept.append(i)
+            alive &= ~int.from_bytes(rows[i * s : (i + 1) * s], "little")
+            alive &= ~low
+        keep[kept] = True
+    return np.flatnonzero(keep)
+
+
+def _greedy_blocked(
+    data: np.ndarray, cls: np.ndarray | None, thr: np.generic, limit: int, block: int = _BLOCK
+) -> np.ndarray:
     """Greedy NMS over columns already in score order; (K,) kept column indices, ascending.
 
     Dense: each block of survivors is checked against all later survivors, so the
-    cost grows with kept x candidates. Used for small inputs, negative thresholds
-    and non-finite boxes (where the sparse pair search's geometry does not hold).
+    cost grows with kept x candidates. Used above 128 boxes for negative thresholds
+    and non-finite boxes (where the pair search's geometry does not hold), and for the
+    survivors of :func:`_greedy_mid` when they have many close pairs.
     """
     order = np.arange(data.shape[1])
     kept: list[np.ndarray] = []
     n_kept = 0
     with np.errstate(invalid="ignore", divide="ignore"):
         while order.size:
-            b = min(_BLOCK, order.size)
-            block = data[:, :b]
-            block_cls = None if cls is None else cls[:b]
-            within = _suppresses(block, block, block_cls, block_cls, thr)
-            within &= _UPPER[:b, :b]
-            sel = _resolve_block(within)
+            b = min(block, order.size)
+            head = data[:, :b]
+            head_cls = None if cls is None else cls[:b]
+            sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
             kept.append(order[sel])
             n_kept += sel.size
             if n_kept >= limit or order.size == b:
                 break
             rest = data[:, b:]
             rest_cls = None if cls is None else cls[b:]
-            alive = ~_suppresses(np.take(block, sel, axis=1), rest, None if cls is None else block_cls[sel], rest_cls, thr).any(0)
+            kept_cls = None if cls is None else head_cls[sel]
+            alive = ~_suppresses(np.take(head, sel, axis=1), rest, kept_cls, rest_cls, thr).any(0)
             data = np.compress(alive, rest, axis=1)
             order = order[b:][alive]
             if cls is not None:
                 cls = rest_cls[alive]
     return np.concatenate(kept)
+
+
+def _greedy_mid(data: np.ndarray, cls: np.ndarray | None, thr: np.generic, iou: float, limit: int) -> np.ndarray:
+    """Greedy NMS over columns in score order for 129..``_MID_MAX`` boxes; kept column indices, ascending.
+
+    The top ``_BLOCK`` boxes are resolved densely and their kept boxes suppress all later ones
+    (in clusters, the best boxes remove most of their neighbours, so the pair graph of the
+    survivors is small); the survivors then go to one dense block if at most ``_DENSE_MAX``,
+    else to the pair graph (:func:`_greedy_sparse`) if they have few enough close pairs, else
+    to the blocked loop.
+    """
+    b = _BLOCK
+    head = data[:, :b]
+    head_cls = None if cls is None else cls[:b]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sel = _resolve_dense(_suppresses(head, head, head_cls, head_cls, thr))
+        if sel.size >= limit:
+            return sel
+        kept_cls = None if cls is None else head_cls[sel]
+        rest_cls = None if cls is None else cls[b:]
+        alive = np.flatnonzero(~_suppresses(np.take(head, sel, axis=1), data[:, b:], kept_cls, rest_cls, thr).any(0))
+    alive += b
+    data = np.take(data, alive, axis=1)
+    cls = None if cls is None else cls[alive]
+    if data.shape[1] <= _DENSE_MAX:  # few survivors: one dense block
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.concatenate([sel, alive[_resolve_dense(_suppresses(data, data, cls, cls, thr))]])
+    rest = _greedy_sparse(data, cls, thr, iou, limit - sel.size, _MID_MAX_PAIRS_PER_BOX)
+    if rest is None:
+        rest = _greedy_blocked(data, cls, thr, limit - sel.size)
+    return np.concatenate([sel, alive[rest]])
 
 
 def _greedy_windows(
@@ -218,7 +306,7 @@ def _greedy_windows(
         return None
     shift = reach - xmin
     key = (band + row) * span + (x1 + shift)
-    by_key = np.argsort(key, kind="stable")
+    by_key = np.argsort(key)  # any order of equal keys serves the range queries
     sorted_key = key[by_key]
     # per box: its corner window (lo/hi in x, first/last row)
     qx_lo = x1 - back * pos_w + shift
@@ -283,8 +371,11 @@ def _greedy_sparse(
        height). Boxes sorted by (class, x1) give, per box, a contiguous run of partners
        found with one ``searchsorted``; the bound is loosened by 0.1 % so float rounding
        can only add candidates. The exact IoU of each candidate pair is then computed with
-       the same float arithmetic as :func:`_suppresses` (so the same pairs suppress).
-    2. Greedy resolution on that graph in score order, ``_SPARSE_BLOCK`` ranks at a time:
+       the same float arithmetic as :func:`_suppresses` (so the same pairs suppress). Above
+       ``_Y_FILTER_PAIRS_PER_BOX`` candidates per box, pairs whose top edges are farther apart
+       than the window of :func:`_greedy_windows` are dropped first (the same bound in y).
+    2. Up to ``_MID_MAX`` boxes, :func:`_resolve_graph`. Above, greedy resolution on the graph
+       in score order, ``_SPARSE_BLOCK`` ranks at a time:
        the pairs inside a block are read one by one in source order (a box's suppressors
        are read before its own pairs), then the block's kept boxes suppress all their later
        partners with one scatter. Sorting the pairs by source is a radix sort (int16 keys).
@@ -300,26 +391,34 @@ def _greedy_sparse(
         span = 2.0 ** np.ceil(np.log2(max(x1.max(), reach.max()) - lo + 2.0))
         base = cls.astype(np.float64) * span - lo
         key, query = x1 + base, reach + base
-    by_x = np.argsort(key, kind="stable")
+    by_x = np.argsort(key)  # equal keys in any order: the first of two finds the second
     hi = np.searchsorted(key[by_x], query[by_x], side="right")
     counts = np.maximum(hi - np.arange(1, n + 1), 0)
     total = int(counts.sum())
     if total > max_pairs_per_box * n:
         return None
-    first = np.repeat(np.arange(n), counts)
-    second = first + 1 + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
-    a, b = by_x[first], by_x[second]
-    # the same bound in y, for either box of the pair: top edges closer than the window of _greedy_windows
-    y1 = data[1].astype(np.float64)
-    h = np.maximum(data[3] - y1, 0)
-    dy = y1[b] - y1[a]
-    ha = h[a]
-    near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha) if iou > 0 else np.ones(total, bool)
-    a, b = a[near], b[near]
+    xs = np.take(data, by_x, axis=1)  # columns in x order: pair (p, q) is (first, second) there, p < q
+    second = np.arange(total) + np.repeat(np.arange(1, n + 1) - (np.cumsum(counts) - counts), counts)
+    first = None
+    if iou > 0 and total > _Y_FILTER_PAIRS_PER_BOX * n:
+        # many pairs: first drop those whose top edges are farther apart than the window of _greedy_windows
+        first = np.repeat(np.arange(n), counts)
+        y1 = xs[1].astype(np.float64)
+        h = np.maximum(xs[3] - y1, 0)
+        dy = y1[second] - y1[first]
+        ha = h[first]
+        near = (dy < (1 - iou * 0.999) * ha) & (dy > -((1 - iou) / iou * 1.001) * ha)
+        first, second = first[near], second[near]
+        pa = np.take(xs, first, axis=1)
+    else:
+        pa = np.repeat(xs, counts, axis=1)  # a sequential fill, cheaper than a gather
     with np.errstate(invalid="ignore", divide="ignore"):
-        hit = _pairs_above(data, a, b, thr)
-    a, b = a[hit], b[hit]
+        hit = _iou_above(pa, np.take(xs, second, axis=1), thr)
+    first = (np.repeat(np.arange(n), counts) if first is None else first)[hit]
+    a, b = by_x[first], by_x[second[hit]]
     src, dst = np.minimum(a, b), np.maximum(a, b)  # the higher-scoring box suppresses the other
+    if n <= _MID_MAX:
+        return _resolve_graph(n, src, dst)
 
     # resolve in score order, _SPARSE_BLOCK ranks at a time: pairs inside a block one by one
     # (_resolve_block), then the block's kept boxes suppress their later partners at once
@@ -369,6 +468,38 @@ def _resolve_pairs(src: np.ndarray, dst: np.ndarray, dead: np.ndarray) -> np.nda
     return np.flatnonzero(np.frombuffer(bytes(flags), np.uint8) == 0)
 
 
+def _resolve_graph(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Greedy resolution of suppression pairs ``src < dst`` (ranks, any order, no duplicates) among ``n`` boxes.
+
+    Returns the kept ranks, ascending. Each source's row of partners becomes a bit row (32-bit
+    words summed in float64 by ``bincount``: distinct powers of two add exactly), and the rows are
+    resolved as in :func:`_resolve_dense`: one Python step per kept box that meets another.
+    """
+    succ = np.zeros(n, bool)
+    succ[src] = True
+    involved = succ.copy()
+    involved[dst] = True
+    keep = ~involved
+    if src.size:
+        row_of = np.cumsum(succ) - 1
+        words = (n + 31) >> 5
+        n_rows = int(row_of[-1]) + 1
+        rows = np.bincount(row_of[src] * words + (dst >> 5), weights=_POW2[dst & 31], minlength=n_rows * words)
+        buf, s = rows.astype("<u4").tobytes(), 4 * words
+        alive = int.from_bytes(np.packbits(involved, bitorder="little").tobytes(), "little")
+        has_row = int.from_bytes(np.packbits(succ, bitorder="little").tobytes(), "little")
+        kept = []
+        while alive:
+            low = alive & -alive
+            kept.append(low.bit_length() - 1)
+            alive ^= low
+            if has_row & low:
+                r = (has_row & (low - 1)).bit_count()  # rows are stored for sources only, in rank order
+                alive &= ~int.from_bytes(buf[r * s : (r + 1) * s], "little")
+        keep[kept] = True
+    return np.flatnonzero(keep)
+
+
 def _threshold(iou_threshold: float, dtype: np.dtype) -> np.generic:
     """The largest ``dtype`` value t with ``x > t`` <=> ``float64(x) > iou_threshold`` for all x of ``dtype``."""
     thr = float(iou_threshold)
@@ -388,7 +519,7 @@ def _suppresses(
     lo = np.maximum(a[:2, :, None], b[:2, None, :])
     wh = np.minimum(a[2:4, :, None], b[2:4, None, :])
     wh -= lo
-    np.maximum(wh, 0, out=wh)
+    np.maximum(wh, np.zeros(wh.shape, wh.dtype), out=wh)  # 3x faster than vs a scalar 0
     inter = wh[0] * wh[1]
     union = a[4, :, None] + b[4, None, :]
     union -= inter
@@ -399,14 +530,15 @@ def _suppresses(
 
 
 def _pairs_above(data: np.ndarray, a: np.ndarray, b: np.ndarray, thr: np.generic) -> np.ndarray:
-    """IoU(a[i], b[i]) > thr for each pair, with torchvision's float32 arithmetic.
+    """IoU(a[i], b[i]) > thr for each pair; ``data``: (5, N) rows x1, y1, x2, y2, area; ``a``, ``b``: (P,) indices."""
+    return _iou_above(np.take(data, a, axis=1), np.take(data, b, axis=1), thr)
 
-    ``data``: (5, N) float32 rows x1, y1, x2, y2, area; ``a``, ``b``: (P,) box indices.
-    """
-    pa, pb = np.take(data, a, axis=1), np.take(data, b, axis=1)
+
+def _iou_above(pa: np.ndarray, pb: np.ndarray, thr: np.generic) -> np.ndarray:
+    """(P,) bool: IoU > thr for pairs of columns of ``pa``, ``pb`` (5, P), with torchvision's float arithmetic."""
     wh = np.minimum(pa[2:4], pb[2:4])
     wh -= np.maximum(pa[:2], pb[:2])
-    np.maximum(wh, 0, out=wh)
+    np.maximum(wh, np.zeros(wh.shape, wh.dtype), out=wh)
     inter = wh[0] * wh[1]
     union = pa[4] + pb[4]
     union -= inter

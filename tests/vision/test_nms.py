@@ -98,11 +98,11 @@ def test_class_aware_above_1000_boxes_uses_per_class_nms() -> None:
     assert nms(boxes, scores, classes, 0.5).tolist() == ref_nms_exact(boxes, scores, classes, 0.5)
 
 
+@pytest.mark.parametrize("n", [100, 250])  # the dense route (<= 128 boxes) and the mid-size routes
 @pytest.mark.parametrize("thr", [0.3, 0.45, 0.7])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_matches_torchvision_arithmetic_on_float_boxes(thr: float, seed: int) -> None:
+def test_matches_torchvision_arithmetic_on_float_boxes(n: int, thr: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n = 250
     xy = rng.uniform(-0.5, 300, (n, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0, 80, (n, 2))], axis=1).astype(np.float32)
     scores = rng.random(n).astype(np.float32)
@@ -254,7 +254,7 @@ def test_every_route_gives_the_dense_result_on_clustered_candidates(n_classes: i
     sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
     from bench_nms import scene
 
-    for n in (300, 2500):
+    for n in (129, 300, 1000, 2048, 2500):
         boxes, scores, cls = scene("yolo", n, n_classes, seed=n + n_classes)
         scores[::5] = scores[3]  # ties too
         for c in (None, cls):
@@ -269,3 +269,93 @@ def test_every_route_gives_the_dense_result_on_clustered_candidates(n_classes: i
             want = order[mod._greedy_blocked(data, c[order] if per_class else None, t, n)]
             assert got.tolist() == want.tolist()
             assert nms(boxes, scores, c, 0.45, max_det=17).tolist() == want[:17].tolist()
+
+
+def _greedy_reference(upper: np.ndarray) -> list[int]:
+    """Plain greedy resolution: ranks 0..n-1 in order, ``upper[i, j]`` (i < j): i suppresses j if i is kept."""
+    n = upper.shape[0]
+    rows = upper.tolist()
+    dead = [False] * n
+    kept = []
+    for i in range(n):
+        if dead[i]:
+            continue
+        kept.append(i)
+        for j in range(i + 1, n):
+            if rows[i][j]:
+                dead[j] = True
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bit_mask_resolutions_match_plain_greedy(seed: int) -> None:
+    """The dense (matrix) and the pair-graph bit-mask resolutions against a plain greedy loop, incl. > 64 / > 1024 boxes."""
+    from edgecv.vision import nms as mod
+
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 31, 32, 33, 64, 65, 128, 700, 1100):
+        density = rng.choice([0.0, 0.002, 0.02, 0.3])
+        upper = np.triu(rng.random((n, n)) < density, 1)
+        want = _greedy_reference(upper)
+        over = upper | upper.T  # _resolve_dense reads a symmetric matrix (what _suppresses gives)
+        over[np.diag_indices(n)] = rng.random(n) < 0.5  # the diagonal must not matter
+        assert mod._resolve_dense(over).tolist() == want
+        src, dst = np.nonzero(upper)
+        shuffle = rng.permutation(src.size)  # pairs come in any order
+        assert mod._resolve_graph(n, src[shuffle], dst[shuffle]).tolist() == want
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_small_and_mid_sizes_match_torchvision_batched_nms(seed: int) -> None:
+    """Every route boundary (128/129 dense, 129-300 dense survivors, 1000/1001 coordinate trick, 2048/2049 mid
+    routes) against torchvision, on YOLO-like clusters and scattered boxes, with 1, 3 and 80 classes, score ties
+    and several thresholds."""
+    ops = pytest.importorskip("torchvision.ops")
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from bench_nms import scene
+
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 7, 50, 100, 128, 129, 200, 300, 400, 1000, 1001, 2048, 2049):
+        for kind in ("yolo", "scattered"):
+            for nc in (1, 3, 80):
+                boxes, scores, cls = scene(kind, n, nc, seed=int(rng.integers(1 << 30)))
+                if seed:  # ties: a few distinct scores
+                    scores = np.round(scores * 8 * seed).astype(np.float32) / np.float32(8 * seed)
+                tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(cls)
+                for thr in (0.0, 0.3, 0.45, 0.7):
+                    want = ops.batched_nms(tb, ts, tc, thr).tolist()
+                    got = nms(boxes, scores, cls, thr).tolist()
+                    if seed and n * 4 > 4000:  # per-class path: torchvision's final sort is not stable on ties
+                        assert sorted(got) == sorted(want), (kind, n, nc, thr)
+                    else:
+                        assert got == want, (kind, n, nc, thr)
+                    assert nms(boxes, scores, None, thr).tolist() == ops.nms(tb, ts, thr).tolist(), (kind, n, thr)
+                full = nms(boxes, scores, cls, 0.45)
+                assert nms(boxes, scores, cls, 0.45, max_det=5).tolist() == full[:5].tolist()
+
+
+def test_score_order_is_the_stable_descending_order() -> None:
+    """Above 256 scores the order comes from quicksort plus a tie fix-up: same as a stable sort of -scores."""
+    from edgecv.vision.nms import _score_order
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(200, 3000))
+        s = rng.random(n).astype(np.float32)
+        kind = trial % 4
+        if kind == 1:  # many ties
+            s = np.round(s * 10) / 10
+        elif kind == 2:  # +0.0 and -0.0 compare equal
+            s[rng.random(n) < 0.1] = 0.0
+            s[rng.random(n) < 0.05] = -0.0
+        elif kind == 3:
+            s[rng.random(n) < 0.05] = np.nan
+        s = s.astype(np.float64) if trial % 3 == 0 else s
+        assert _score_order(s).tolist() == np.argsort(-s, kind="stable").tolist(), trial
+        u = rng.integers(0, 5, n).astype(np.uint8)  # unsigned: no wrap-around when negated
+        assert _score_order(u).tolist() == np.argsort(-u.astype(np.float64), kind="stable").tolist()
