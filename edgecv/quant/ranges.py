@@ -87,6 +87,14 @@ class TensorStats:
         np.minimum(idx, self.hist.size - 1, out=idx)
         self.hist += np.bincount(idx, minlength=self.hist.size)
 
+    def update_range(self, low: float, high: float, count: int) -> None:
+        """Add a batch known by its (finite) min, max and number of values: min/max only, as ``update(histogram=False)``."""
+        if count <= 0:
+            return
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
+        self.count += count
+
     def _merge_pairs(self) -> None:
         if self.hist.size % 2:
             self.hist = np.append(self.hist, 0)

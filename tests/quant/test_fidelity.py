@@ -110,7 +110,7 @@ class _ScriptedHeldOut:
         k = 0 if path == self.reference else int(str(path))
         return [np.full((1, 2, 4), float(k)) + np.arange(8).reshape(1, 2, 4)]
 
-    def evaluate(self, path: Path, *, limit: int | None = None) -> Evaluation:
+    def evaluate(self, path: Path, *, limit: int | None = None, stop: GateLimits | None = None, cache: object = None) -> Evaluation:
         return _evaluation(*self.table[int(str(path))])
 
 
