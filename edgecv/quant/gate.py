@@ -30,7 +30,8 @@ The fallback search:
    channels), so 600-px box channels and 0-1 score channels weigh the same.
 2. Fallback: the ``k`` most sensitive layers go back to float; the smallest ``k`` that
    passes is searched on a subset of the held-out images (doubling, then bisecting),
-   confirmed on all of them (``k`` grows until it is), then narrowed by bisecting on all.
+   confirmed on all of them (``k`` grows until it is), then narrowed on all: the largest
+   ``k`` that failed on the subset is tried, then bisection between what fails and ``k``.
 3. The answer is never worse than a graph already seen: of every configuration scored on
    all held-out images (plain INT8 included), the passing one with the fewest float
    layers; when none passes, the one closest to passing (largest worst-case margin).
@@ -630,9 +631,17 @@ def run_gate(
     while not within(k, full=True) and k < n:
         log.info("%d layers float pass on the subset but not on all held-out images; trying more", k)
         k = min(n, max(k + 1, k + k // 2))
-    # The subset is noisy where the curve is flat and can overshoot: bisect on all held-out
-    # images between the largest k known to fail there (plain INT8, k = 0, did) and k.
+    # The subset is noisy where the curve is flat and can overshoot: check the subset's edge (the
+    # largest k that failed on it) on all held-out images, then bisect on all of them between the
+    # largest k known to fail there (plain INT8, k = 0, did) and k. Where subset and full agree,
+    # the edge fails and nothing is left to bisect.
     low = max((t.kept for t in trials.values() if t.full_pass is False and t.kept < k), default=0)
+    edge = max((t.kept for t in trials.values() if t.subset_pass is False and low < t.kept < k), default=None)
+    if edge is not None and trials[k].full_pass:
+        if within(edge, full=True):
+            k = edge
+        else:
+            low = edge
     while k - low > 1 and trials[k].full_pass:
         mid = (low + k) // 2
         if within(mid, full=True):
