@@ -83,7 +83,7 @@ class TensorStats:
             self.hist = np.concatenate([self.hist, np.zeros(needed - self.hist.size, np.int64)])
         x = np.abs(values)
         np.multiply(x, np.float32(1.0 / self.width), out=x)
-        idx = x.astype(np.int32)
+        idx = x.astype(np.intp)  # what bincount takes: no second cast inside it
         np.minimum(idx, self.hist.size - 1, out=idx)
         self.hist += np.bincount(idx, minlength=self.hist.size)
 
