@@ -140,7 +140,7 @@ def build_yolov8n(path: Path, imgsz: int, *, seed: int = 0) -> Path:
     return path
 
 
-def _update_before(self, values, *, histogram=True):  # type: ignore[no-untyped-def]
+def _update_before(self, values, *, histogram=True, scratch=None):  # type: ignore[no-untyped-def]
     """TensorStats.update as it was before this change (five passes, int64 indices), for the A/B below."""
     import numpy as np
 

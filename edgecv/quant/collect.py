@@ -1,9 +1,7 @@
 """One pass of ONNX Runtime over the calibration images, recording every float activation.
 
-The model is copied with every float activation tensor that needs a histogram added as a
-graph output, and min/max/size reductions of the others (computed inside ONNX Runtime:
-copying them out cost more than the inference); each image updates a
-:class:`~edgecv.quant.ranges.TensorStats` per tensor. All calibration
+The model is copied with every float activation tensor added as a graph output; each
+image's tensors update a :class:`~edgecv.quant.ranges.TensorStats`. All calibration
 methods, both targets and every mixed-precision trial read these same statistics.
 """
 
@@ -18,7 +16,7 @@ import numpy as np
 
 from edgecv._optional import require
 from edgecv.errors import DatasetError, EngineError
-from edgecv.quant.ranges import TensorStats
+from edgecv.quant.ranges import Scratch, TensorStats
 
 log = logging.getLogger(__name__)
 
@@ -80,43 +78,36 @@ def collect_stats(
         wanted = set(tensors)
         names = [name for name in names if name in wanted]
     with_hist = set(names) if histogram is None else set(histogram)
-    input_names = {i.name for i in model.graph.input}
-    # Histogram tensors are copied out of ONNX Runtime; the others are reduced inside it
-    # (ReduceMin, ReduceMax, Size: three scalars instead of the whole tensor).
-    raw = [name for name in names if name in with_hist and name not in input_names]
-    reduced = [name for name in names if name not in with_hist and name not in input_names]
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    input_names = {i.name for i in augmented.graph.input}
+    for name in names:
+        if name not in existing and name not in input_names:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    session = _session(ort, _augmented(onnx, model, raw, reduced), options)
+    try:
+        session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise EngineError(f"ONNX Runtime cannot run the model to collect statistics: {str(exc).splitlines()[0]}") from exc
     graph_inputs = session.get_inputs()
     if len(graph_inputs) != 1:
         raise EngineError(f"calibration feeds one input; the model has {len(graph_inputs)}: {[i.name for i in graph_inputs]}")
     feed_name = graph_inputs[0].name
-    fetch = [*raw, *(f"{name}{suffix}" for name in reduced for suffix in _REDUCED)]
+    outputs = [o.name for o in session.get_outputs() if o.name in set(names)]
     stats = {name: TensorStats() for name in names}
-    fallback: Any = None  # a session copying the reduced tensors out, for the rare image where one is not finite
     seen = 0
+    scratch = Scratch()
     start = time.perf_counter()
     for batch in batches:
-        values = session.run(fetch, {feed_name: batch})
+        values = session.run(outputs, {feed_name: batch})
         if feed_name in stats:
-            stats[feed_name].update(batch, histogram=feed_name in with_hist)
-        for name, value in zip(raw, values):
-            stats[name].update(value, histogram=True)
-        scalars = values[len(raw) :]
-        odd = []
-        for i, name in enumerate(reduced):
-            low, high, size = (float(v) for v in scalars[3 * i : 3 * i + 3])
-            if np.isfinite(low) and np.isfinite(high):
-                stats[name].update_range(low, high, int(size))
-            else:  # inf or nan inside: TensorStats.update leaves them out, from the tensor itself
-                odd.append(name)
-        if odd:
-            fallback = fallback or _session(ort, _augmented(onnx, model, reduced, []), options)
-            for name, value in zip(odd, fallback.run(odd, {feed_name: batch})):
-                stats[name].update(value, histogram=False)
+            stats[feed_name].update(batch, histogram=feed_name in with_hist, scratch=scratch)
+        for name, value in zip(outputs, values):
+            stats[name].update(value, histogram=name in with_hist, scratch=scratch)
         seen += 1
         if progress:
             progress(seen, total or seen)
@@ -124,35 +115,3 @@ def collect_stats(
         raise DatasetError("no calibration image could be read", hint="check the folder holds readable images (jpg, png, ...)")
     log.info("activation statistics of %d tensors over %d images in %.1f s", len(stats), seen, time.perf_counter() - start)
     return stats, seen
-
-
-_REDUCED = ("::min", "::max", "::size")
-
-
-def _augmented(onnx: Any, model: Any, raw: list[str], reduced: list[str]) -> Any:
-    """A copy of ``model`` with the ``raw`` tensors as outputs and min, max and size of the ``reduced`` ones."""
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    graph = augmented.graph
-    existing = {o.name for o in graph.output}
-    for name in raw:
-        if name not in existing:
-            graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    for name in reduced:
-        low, high, size = (f"{name}{suffix}" for suffix in _REDUCED)
-        graph.node.append(onnx.helper.make_node("ReduceMin", [name], [low], name=low, keepdims=0))
-        graph.node.append(onnx.helper.make_node("ReduceMax", [name], [high], name=high, keepdims=0))
-        graph.node.append(onnx.helper.make_node("Size", [name], [size], name=size))
-        graph.output.extend([
-            onnx.helper.make_tensor_value_info(low, onnx.TensorProto.FLOAT, []),
-            onnx.helper.make_tensor_value_info(high, onnx.TensorProto.FLOAT, []),
-            onnx.helper.make_tensor_value_info(size, onnx.TensorProto.INT64, []),
-        ])  # fmt: skip
-    return augmented
-
-
-def _session(ort: Any, model: Any, options: Any) -> Any:
-    try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise EngineError(f"ONNX Runtime cannot run the model to collect statistics: {str(exc).splitlines()[0]}") from exc

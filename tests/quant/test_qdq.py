@@ -139,35 +139,3 @@ def test_cache_covers_the_network_but_not_what_stays_float(calibrated: tuple) ->
     conv = next(n for n in prepared.graph.node if n.op_type == "Conv")
     assert conv.output[0] in entries
     assert conv.output[0] not in cache_tensors(prepared, amax, {conv.name}, keep_tail=True)
-
-
-def test_min_max_reduced_inside_onnx_runtime_equal_the_copied_tensors(det_onnx: Path, shapes_val: Path) -> None:
-    """Tensors without a histogram are reduced in the graph (ReduceMin/ReduceMax/Size): same statistics as copying them out."""
-    model = qdq.prepare(onnx.load(str(det_onnx)))
-    meta = ModelMeta.from_props({p.key: p.value for p in onnx.load(str(det_onnx)).metadata_props})
-    images = calib_data.gather(shapes_val, num=6, holdout=0)
-    feeds = list(calib_data.tensors(images.calibration, meta))
-    hist = set(qdq.range_tensors(model, ["tensorrt"]))
-    reduced, _ = collect_stats(model, iter(feeds), histogram=hist)
-    copied, _ = collect_stats(model, iter(feeds))  # every tensor copied out (all get histograms)
-    assert set(reduced) == set(copied) and len(set(reduced) - hist) > 10
-    for name, s in reduced.items():
-        c = copied[name]
-        assert (s.min, s.max, s.count) == (c.min, c.max, c.count), name
-        if name in hist:
-            assert s.width == c.width and np.array_equal(s.hist, c.hist), name
-
-
-def test_non_finite_activations_fall_back_to_the_tensor(tmp_path: Path) -> None:
-    """An inf inside a reduced tensor: its statistics leave it out, as TensorStats.update does."""
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    graph = helper.make_graph([helper.make_node("Log", ["x"], ["l"], name="log"), helper.make_node("Abs", ["l"], ["y"], name="abs")], "g", [x], [y])
-    model = qdq.prepare(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-    feeds = [np.array([[0.0, 1.0, np.e, 10.0]], np.float32), np.array([[2.0, 3.0, 4.0, 5.0]], np.float32)]
-    stats, seen = collect_stats(model, iter(feeds), histogram=set())
-    assert seen == 2
-    assert stats["l"].min == pytest.approx(0.0) and stats["l"].max == pytest.approx(np.log(10.0)) and stats["l"].count == 7
-    assert stats["y"].max == pytest.approx(np.log(10.0)) and stats["y"].count == 7
