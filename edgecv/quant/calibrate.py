@@ -297,7 +297,9 @@ def calibrate(
                 update = stages(f"{target}: score methods", len(options.methods))
                 evaluations = {}
                 for done, method in enumerate(options.methods, 1):
-                    evaluations[method] = held.evaluate(method_builders[method]([]))
+                    evaluation = held.evaluate(method_builders[method]([]))
+                    assert evaluation is not None  # no stop limits: always complete
+                    evaluations[method] = evaluation
                     result.method_scores[method] = evaluations[method].score
                     update(done, len(options.methods))
                 # the best method: the one closest to passing the gate's checks (mAP/mIoU alone without a gate)
