@@ -8,7 +8,9 @@ decoupled head, 80 classes, output (1, 84, 8400)) exported with torch's TorchScr
 exporter as a foreign ONNX (no edgecv metadata, like an Ultralytics export), writes
 synthetic shape images, then runs ``edgecv.quant.calibrate`` and prints the report's
 ``seconds`` split (statistics pass, FP32 reference, per-target scoring and gate, with
-the gate's own split: graph builds, held-out inference, NMS/matching) and the wall time.
+the gate's own split: graph builds, held-out inference, NMS/matching, bootstrap intervals;
+sensitivity vs trials, how many trials, how many stopped early because they could no
+longer pass) and the wall time.
 The machine this ran on is shared; compare splits from one run, not across runs.
 """
 
@@ -138,7 +140,7 @@ def build_yolov8n(path: Path, imgsz: int, *, seed: int = 0) -> Path:
     return path
 
 
-def _update_before(self, values, *, histogram=True):  # type: ignore[no-untyped-def]
+def _update_before(self, values, *, histogram=True, scratch=None):  # type: ignore[no-untyped-def]
     """TensorStats.update as it was before this change (five passes, int64 indices), for the A/B below."""
     import numpy as np
 
@@ -236,8 +238,20 @@ def main() -> None:
     start = time.perf_counter()
     report = calibrate(model, images / "images", options, meta=meta, output=args.work / f"yolov8n-{args.imgsz}.int8.onnx")
     wall = time.perf_counter() - start
+    gates = {}
+    for target in report.targets:
+        if target.gate:
+            trials = target.gate["trials"]
+            gates[target.target] = {
+                "seconds": target.gate["seconds"],
+                "verdict": target.verdict,
+                "layers_float": len(target.kept_float_layers),
+                "trials": len(trials),
+                "stopped_early": sum("stopped_after_images" in t for t in trials),
+                "scored_on_all_images": sum(t["full_score"] is not None for t in trials),
+            }
     print(json.dumps({"imgsz": args.imgsz, "calibration": report.data["calibration_images"], "holdout": report.data["holdout_images"],
-                      "wall_s": round(wall, 1), "seconds": {k: round(v, 1) for k, v in report.seconds.items()}}, indent=1))  # fmt: skip
+                      "wall_s": round(wall, 1), "seconds": {k: round(v, 1) for k, v in report.seconds.items()}, "gate": gates}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecv._optional import require
 from edgecv.errors import DatasetError, EngineError
-from edgecv.quant.ranges import TensorStats
+from edgecv.quant.ranges import Scratch, TensorStats
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,14 @@ def collect_stats(
     outputs = [o.name for o in session.get_outputs() if o.name in set(names)]
     stats = {name: TensorStats() for name in names}
     seen = 0
+    scratch = Scratch()
     start = time.perf_counter()
     for batch in batches:
         values = session.run(outputs, {feed_name: batch})
         if feed_name in stats:
-            stats[feed_name].update(batch, histogram=feed_name in with_hist)
+            stats[feed_name].update(batch, histogram=feed_name in with_hist, scratch=scratch)
         for name, value in zip(outputs, values):
-            stats[name].update(value, histogram=name in with_hist)
+            stats[name].update(value, histogram=name in with_hist, scratch=scratch)
         seen += 1
         if progress:
             progress(seen, total or seen)

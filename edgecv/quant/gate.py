@@ -30,12 +30,18 @@ The fallback search:
    channels), so 600-px box channels and 0-1 score channels weigh the same.
 2. Fallback: the ``k`` most sensitive layers go back to float; the smallest ``k`` that
    passes is searched on a subset of the held-out images (doubling, then bisecting),
-   confirmed on all of them (``k`` grows until it is), then narrowed by bisecting on all.
+   confirmed on all of them (``k`` grows until it is), then narrowed on all: the largest
+   ``k`` that failed on the subset is tried, then bisection between what fails and ``k``.
 3. The answer is never worse than a graph already seen: of every configuration scored on
    all held-out images (plain INT8 included), the passing one with the fewest float
    layers; when none passes, the one closest to passing (largest worst-case margin).
 
-Every trial reuses the same activation statistics; only the graph is rebuilt.
+Every trial reuses the same activation statistics; only the graph is rebuilt. A trial
+runs each held-out image once (its subset results are the first images of its full
+evaluation), and stops as soon as a limit cannot hold whatever its remaining images give
+(:meth:`HeldOut.certain_failure`: recall, precision, pixel agreement): the verdict is the
+one the complete evaluation would give, so only failing trials are cut short, and the
+answer is always measured on every held-out image.
 """
 
 from __future__ import annotations
@@ -127,6 +133,7 @@ class Evaluation:
     parts: list[Any] = field(default_factory=list, repr=False)  # per image: DetectionEvaluator / confusion (score)
     matches: Any = field(default=None, repr=False)  # DetectionFidelity / SegmentationFidelity vs FP32
     vs_labels: dict[str, Any] | None = None  # detectors with labels: the operating-point match against the labels
+    scored: Scored | None = field(default=None, repr=False)  # the per-image results it came from (prefixes reuse them)
 
     def values(self, baseline: float) -> dict[str, float]:
         """The gated quantities: ``drop`` (points) and the fidelity ratios."""
@@ -150,6 +157,24 @@ class Evaluation:
 
     def passes(self, limits: GateLimits, task: str, baseline: float) -> bool:
         return self.margin(limits, task, baseline) >= 0
+
+
+@dataclass
+class Scored:
+    """One graph's per-image results on the first held-out images, in order, extended on demand.
+
+    Inference is deterministic, so the first images of an evaluation on all held-out images
+    are those of an earlier one on a subset: a trial scored on the subset and then on all
+    images runs each image once.
+    """
+
+    path: Path | None
+    parts: list[Any] = field(default_factory=list)  # per image: DetectionEvaluator / confusion (score)
+    matches: list[Any] = field(default_factory=list)  # per image: DetectionMatch / SegmentationMatch vs FP32
+    label_matches: list[Any] = field(default_factory=list)  # per image, labelled detectors: DetectionMatch vs the labels
+
+    def __len__(self) -> int:
+        return len(self.parts)
 
 
 class HeldOut:
@@ -197,8 +222,12 @@ class HeldOut:
                         f"{dataset.root} has no semantic masks to measure mIoU against",
                         hint="pass a dataset with masks/ (or an image folder: the gate then measures agreement with FP32)",
                     )
-            self.images, fp32_eval = self._prepare(images, model)
-            self.fp32 = self._evaluate_results(fp32_eval, self.images)
+            self.images, fp32_results = self._prepare(images, model)
+            if self.task == "detect":
+                self._reference_counts = np.array([len(image.fp32_op) for image in self.images], np.int64)
+            else:
+                self._pixel_counts = np.array([np.asarray(image.fp32_op).size for image in self.images], np.int64)
+            self.fp32 = self.evaluation(self._fp32_scored(fp32_results))
 
     @property
     def metric(self) -> str:
@@ -235,7 +264,7 @@ class HeldOut:
 
         return Detector(model.engine, conf=self.conf, iou=self.iou)
 
-    def _prepare(self, images: Sequence[CalibImage], model: Any) -> tuple[list[_Image], list[Any]]:
+    def _prepare(self, images: Sequence[CalibImage], model: Any) -> tuple[list[_Image], list[tuple[Any, Any]]]:
         prepared, results = [], []
         operating = self._operating(model)
         for image in images:
@@ -251,76 +280,124 @@ class HeldOut:
             else:  # mAP's pseudo ground truth: FP32's detections above the run threshold, NMS as scored
                 truth = result[result.scores >= self.conf] if self.task == "detect" else op
             prepared.append(_Image(feeds, transform, truth, op))
-            results.append(result)
+            results.append((result, op))
         if not prepared:
             raise DatasetError("none of the held-out images could be read")
         return prepared, results
 
-    def evaluate(self, path: Path, *, limit: int | None = None) -> Evaluation:
-        """The model at ``path`` on the first ``limit`` held-out images (all when None)."""
+    def _fp32_scored(self, results: Sequence[tuple[Any, Any]]) -> Scored:
+        scored = Scored(self.reference)
+        for image, (result, op) in zip(self.images, results):
+            self._score_image(scored, image, result, op)
+        return scored
+
+    def evaluate(
+        self, path: Path, *, limit: int | None = None, stop: GateLimits | None = None, cache: Scored | None = None
+    ) -> Evaluation | None:
+        """The model at ``path`` on the first ``limit`` held-out images (all when None).
+
+        Args:
+            stop: stop as soon as these limits are certain to fail on those images, whatever the
+                images not yet seen give (:meth:`certain_failure`); None is then returned.
+                The verdict is the one a complete evaluation would give: a graph that can
+                still pass is always evaluated on every image.
+            cache: the graph's per-image results so far (:class:`Scored` of the same ``path``):
+                images already scored are not run again, new ones are added to it.
+        """
         import edgecv
 
-        images = self.images[:limit] if limit else self.images
-        with edgecv.load(path, conf=EVAL_CONF, iou=EVAL_IOU, threads=self.threads) as model:
-            operating = self._operating(model)
-            results = [self._run(model, operating, image.feeds, image.transform) for image in images]
-        return self._evaluate_results([r for r, _ in results], images, [op for _, op in results])
+        count = len(self.images) if not limit else min(limit, len(self.images))
+        scored = cache if cache is not None else Scored(path)
+        if len(scored) < count:
+            with edgecv.load(path, conf=EVAL_CONF, iou=EVAL_IOU, threads=self.threads) as model:
+                operating = self._operating(model)
+                while len(scored) < count:
+                    if stop is not None and self.certain_failure(scored, count, stop):
+                        return None
+                    image = self.images[len(scored)]
+                    result, op = self._run(model, operating, image.feeds, image.transform)
+                    self._score_image(scored, image, result, op)
+        if stop is not None and self.certain_failure(scored, count, stop):
+            return None  # already known to fail (the cache came from an earlier, stopped evaluation)
+        return self.evaluation(scored, count)
 
     def score(self, path: Path, *, limit: int | None = None) -> float:
-        return self.evaluate(path, limit=limit).score
+        evaluation = self.evaluate(path, limit=limit)
+        assert evaluation is not None
+        return evaluation.score
 
     def fp32_on(self, limit: int | None) -> Evaluation:
         """FP32's own evaluation on the first ``limit`` images (no inference: cached)."""
         if not limit or limit >= len(self.images):
             return self.fp32
-        return self._subset(self.fp32, limit)
+        assert self.fp32.scored is not None
+        return self.evaluation(self.fp32.scored, limit)
 
-    def _subset(self, evaluation: Evaluation, limit: int) -> Evaluation:
-        idx = np.arange(min(limit, evaluation.images))
-        return Evaluation(self.score_of(evaluation.parts, idx), {}, len(idx), [evaluation.parts[i] for i in idx])
+    def certain_failure(self, scored: Scored, count: int, limits: GateLimits) -> bool:
+        """Whether ``limits`` fail on the first ``count`` images for any results of the images not yet in ``scored``.
 
-    def _evaluate_results(self, results: Sequence[Any], images: Sequence[_Image], ops: Sequence[Any] | None = None) -> Evaluation:
+        Bounds that hold whatever the unseen images give (each unseen image at best agrees
+        with FP32 exactly): recall <= (matched + unseen reference detections) / reference
+        detections; precision <= (matched + unseen reference detections) / (candidates +
+        unseen reference detections), as unmatched candidates only lower it; pixel agreement
+        <= (agreeing + unseen pixels) / pixels. The mAP drop and the score change have no
+        such bound here and never stop an evaluation early.
+        """
+        seen = min(len(scored), count)
+        if self.task == "detect":
+            ref = self._reference_counts
+            total, unseen = float(ref[:count].sum()), float(ref[seen:count].sum())
+            hit = float(sum(m.matched for m in scored.matches[:seen]))
+            cand = float(sum(m.candidate for m in scored.matches[:seen]))
+            if total > 0 and (hit + unseen) / total < limits.min_recall:
+                return True
+            return cand + unseen > 0 and (hit + unseen) / (cand + unseen) < limits.min_precision
+        unseen = float(self._pixel_counts[seen:count].sum())
+        total = float(sum(m.confusion.sum() for m in scored.matches[:seen])) + unseen
+        agree = float(sum(np.trace(m.confusion) for m in scored.matches[:seen]))
+        return total > 0 and (agree + unseen) / total < limits.min_pixel_agreement
+
+    def _score_image(self, scored: Scored, image: _Image, result: Any, op: Any) -> None:
+        """Add one image's per-image parts (score) and matches (fidelity) to ``scored``."""
         from edgecv.bench.accuracy import DetectionEvaluator
 
         clock = time.perf_counter()
-        ops = [image.fp32_op for image in images] if ops is None else list(ops)
-        vs_labels = None
         if self.task == "detect":
-            parts = []
-            for image, result in zip(images, results):
-                evaluator = DetectionEvaluator(len(self.names), names=self.names)
-                if self.labelled:
-                    sample = image.truth
-                    evaluator.add(0, sample.boxes, sample.class_ids, result, gt_iscrowd=sample.iscrowd)
-                else:
-                    ref = image.truth
-                    evaluator.add(0, ref.xyxy, ref.class_ids, result)
-                parts.append(evaluator)
-            matches = fid.DetectionFidelity(
-                [
-                    fid.match_detections(ref.xyxy, ref.scores, ref.class_ids, op.xyxy, op.scores, op.class_ids)
-                    for ref, op in zip((image.fp32_op for image in images), ops)
-                ]
-            )
+            evaluator = DetectionEvaluator(len(self.names), names=self.names)
             if self.labelled:
-                vs_labels = fid.DetectionFidelity(
-                    [
-                        fid.match_detections(
-                            image.truth.boxes[~np.asarray(image.truth.iscrowd, bool)] if image.truth.iscrowd is not None else image.truth.boxes,
-                            None,
-                            image.truth.class_ids[~np.asarray(image.truth.iscrowd, bool)] if image.truth.iscrowd is not None else image.truth.class_ids,
-                            op.xyxy, op.scores, op.class_ids,
-                        )  # fmt: skip
-                        for image, op in zip(images, ops)
-                    ]
-                ).summary()
+                sample = image.truth
+                evaluator.add(0, sample.boxes, sample.class_ids, result, gt_iscrowd=sample.iscrowd)
+            else:
+                ref = image.truth
+                evaluator.add(0, ref.xyxy, ref.class_ids, result)
+            scored.parts.append(evaluator)
+            ref = image.fp32_op
+            scored.matches.append(fid.match_detections(ref.xyxy, ref.scores, ref.class_ids, op.xyxy, op.scores, op.class_ids))
+            if self.labelled:
+                truth = image.truth
+                crowd = np.asarray(truth.iscrowd, bool) if truth.iscrowd is not None else np.zeros(len(truth.class_ids), bool)
+                scored.label_matches.append(fid.match_detections(truth.boxes[~crowd], None, truth.class_ids[~crowd], op.xyxy, op.scores, op.class_ids))
         else:
             k = len(self.names)
-            parts = [fid.confusion(image.truth, cmap, k).confusion for image, cmap in zip(images, ops)]
-            matches = fid.SegmentationFidelity([fid.confusion(image.fp32_op, cmap, k, None) for image, cmap in zip(images, ops)])
+            scored.parts.append(fid.confusion(image.truth, op, k).confusion)
+            scored.matches.append(fid.confusion(image.fp32_op, op, k, None))
+        self.seconds["matching"] += time.perf_counter() - clock
+
+    def evaluation(self, scored: Scored, count: int | None = None) -> Evaluation:
+        """The :class:`Evaluation` of the first ``count`` images of ``scored`` (all when None)."""
+        clock = time.perf_counter()
+        n = len(scored) if count is None else min(count, len(scored))
+        parts = scored.parts[:n]
+        vs_labels = None
+        if self.task == "detect":
+            matches: Any = fid.DetectionFidelity(scored.matches[:n])
+            if self.labelled:
+                vs_labels = fid.DetectionFidelity(scored.label_matches[:n]).summary()
+        else:
+            matches = fid.SegmentationFidelity(scored.matches[:n])
         score = self.score_of(parts, np.arange(len(parts)))
         self.seconds["matching"] += time.perf_counter() - clock
-        return Evaluation(score, matches.summary(), len(images), parts, matches, vs_labels)
+        return Evaluation(score, matches.summary(), n, parts, matches, vs_labels, scored)
 
     def score_of(self, parts: Sequence[Any], idx: np.ndarray) -> float:
         """Score in points of the images ``idx`` (may repeat) from their per-image parts."""
@@ -403,6 +480,8 @@ class Trial:
     subset_pass: bool | None = None
     full_pass: bool | None = None
     margin: float | None = None  # on all held-out images
+    scored: Scored | None = field(default=None, repr=False)  # its per-image results so far
+    stopped_after: int | None = None  # its last evaluation stopped after this many images: certain to fail
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda v: None if v is None else round(v, 3)  # noqa: E731
@@ -410,7 +489,9 @@ class Trial:
         row["full_score"] = r(self.full and self.full.score)
         if self.full is not None:
             row |= {k: r(self.full.fidelity.get(k)) for k in ("recall", "precision", "mean_score_change", "pixel_agreement") if k in self.full.fidelity}
-        row["passed"] = self.full_pass if self.full is not None else self.subset_pass
+        row["passed"] = self.full_pass if self.full_pass is not None else self.subset_pass
+        if self.stopped_after is not None:
+            row["stopped_after_images"] = self.stopped_after
         return row
 
 
@@ -483,7 +564,8 @@ def run_gate(
     trials: dict[int, Trial] = {}
     if plain is None:  # plain INT8 on all images: the search's answer is never worse than it
         plain = held.evaluate(build([]))
-    trials[0] = Trial(0, full=plain, full_pass=plain.passes(limits, task, baseline), margin=plain.margin(limits, task, baseline))
+        assert plain is not None
+    trials[0] = Trial(0, full=plain, full_pass=plain.passes(limits, task, baseline), margin=plain.margin(limits, task, baseline), scored=plain.scored)
     if trials[0].full_pass:
         return GateResult([], [], plain, True, trials=[trials[0]], seconds=seconds)
     reference = held.raw_outputs(held.reference, sensitivity_images)  # the FP32 model's outputs
@@ -506,14 +588,27 @@ def run_gate(
             return trial.full_pass
         if not full and trial.subset_pass is not None:
             return trial.subset_pass
-        path = build(nodes_of(k))
+        if trial.scored is None:
+            trial.scored = Scored(build(nodes_of(k)))
+        path = trial.scored.path
+        assert path is not None
+        # Images already run for this graph are reused; an evaluation stops once the limits
+        # cannot hold on its images whatever the rest give (the verdict it would reach anyway).
         if full:
-            trial.full = held.evaluate(path)
-            trial.margin = trial.full.margin(limits, task, baseline)
+            evaluation = held.evaluate(path, stop=limits, cache=trial.scored)
+            if evaluation is None:
+                trial.full_pass, trial.stopped_after = False, len(trial.scored)
+                return False
+            trial.full = evaluation
+            trial.margin = evaluation.margin(limits, task, baseline)
             trial.full_pass = trial.margin >= 0
             return trial.full_pass
-        trial.subset = held.evaluate(path, limit=subset)
-        trial.subset_pass = trial.subset.passes(limits, task, baseline_subset)
+        evaluation = held.evaluate(path, limit=subset, stop=limits, cache=trial.scored)
+        if evaluation is None:
+            trial.subset_pass, trial.stopped_after = False, min(len(trial.scored), subset)
+            return False
+        trial.subset = evaluation
+        trial.subset_pass = evaluation.passes(limits, task, baseline_subset)
         return trial.subset_pass
 
     clock = time.perf_counter()
@@ -536,9 +631,17 @@ def run_gate(
     while not within(k, full=True) and k < n:
         log.info("%d layers float pass on the subset but not on all held-out images; trying more", k)
         k = min(n, max(k + 1, k + k // 2))
-    # The subset is noisy where the curve is flat and can overshoot: bisect on all held-out
-    # images between the largest k known to fail there (plain INT8, k = 0, did) and k.
+    # The subset is noisy where the curve is flat and can overshoot: check the subset's edge (the
+    # largest k that failed on it) on all held-out images, then bisect on all of them between the
+    # largest k known to fail there (plain INT8, k = 0, did) and k. Where subset and full agree,
+    # the edge fails and nothing is left to bisect.
     low = max((t.kept for t in trials.values() if t.full_pass is False and t.kept < k), default=0)
+    edge = max((t.kept for t in trials.values() if t.subset_pass is False and low < t.kept < k), default=None)
+    if edge is not None and trials[k].full_pass:
+        if within(edge, full=True):
+            k = edge
+        else:
+            low = edge
     while k - low > 1 and trials[k].full_pass:
         mid = (low + k) // 2
         if within(mid, full=True):

@@ -187,3 +187,46 @@ def test_cli_refuses_to_pass_on_too_few_held_out_images(det_onnx: Path, calib_se
     assert target["path"].endswith("det.int8.unverified.onnx") and "det.int8.unverified.onnx" in text
     with edgecv.load(tmp_path / "det.int8.unverified.onnx") as loaded:
         assert loaded.meta.extra["int8"]["gate"]["verdict"] == "inconclusive"
+
+
+def test_trial_evaluation_reuses_images_and_stops_only_on_certain_failure(det_onnx: Path, calib_set: Path) -> None:
+    """A trial's subset results are the first images of its full evaluation (same figures as a fresh
+    one); an evaluation stopped early is one the complete evaluation fails; one that can pass is complete."""
+    from edgecv.export.convert import read_meta
+    from edgecv.graph.onnx_graph import load_onnx
+    from edgecv.quant import calib_data, qdq
+    from edgecv.quant.collect import collect_stats
+    from edgecv.quant.gate import GateLimits, HeldOut, ModelBuilder, Scored
+
+    meta = read_meta(det_onnx)
+    prepared = qdq.prepare(load_onnx(det_onnx))
+    images = calib_data.gather(calib_set / "images", num=48, holdout=24, seed=0)
+    stats, _ = collect_stats(prepared, calib_data.tensors(images.calibration, meta, []))
+    ranges = qdq.tensor_ranges(stats, qdq.amaxes(stats, "percentile"), symmetric=False)
+    crushed = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=False)[0], meta.replace(precision="int8"))
+    kept = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=True)[0], meta.replace(precision="int8"))
+    try:
+        held = HeldOut(images.holdout, det_onnx)
+        gate = GateLimits()
+        bad = held.evaluate(crushed([]))
+        assert bad is not None and not bad.passes(gate, "detect", held.fp32.score)
+        scored = Scored(crushed([]))
+        assert held.evaluate(crushed([]), stop=gate, cache=scored) is None
+        assert 0 < len(scored) < len(held)  # stopped before the last image
+        assert held.evaluate(crushed([]), stop=gate, cache=scored) is None  # and stays stopped
+        rest = held.evaluate(crushed([]), cache=scored)  # completed without stop: what a fresh evaluation gives
+        assert rest is not None and (rest.score, rest.fidelity) == (bad.score, bad.fidelity)
+
+        lenient = GateLimits(min_recall=0.5, min_precision=0.5, max_score_drop=0.5)
+        fresh = held.evaluate(kept([]))
+        assert fresh is not None and fresh.passes(lenient, "detect", held.fp32.score)
+        scored = Scored(kept([]))
+        part = held.evaluate(kept([]), limit=10, stop=lenient, cache=scored)
+        assert part is not None and part.images == 10 and len(scored) == 10
+        full = held.evaluate(kept([]), stop=lenient, cache=scored)
+        assert full is not None and full.images == len(held)
+        assert (full.score, full.fidelity) == (fresh.score, fresh.fidelity)
+        assert held.uncertainty(full, lenient) == held.uncertainty(fresh, lenient)
+    finally:
+        crushed.close()
+        kept.close()

@@ -102,6 +102,7 @@ class _ScriptedHeldOut:
     def __init__(self, table: dict[int, tuple[float, float]]) -> None:
         self.table = table
         self.fp32 = _evaluation(100.0, 1.0)
+        self.calls: list[tuple[int, int | None]] = []
 
     def fp32_on(self, limit: int | None) -> Evaluation:
         return self.fp32
@@ -110,8 +111,10 @@ class _ScriptedHeldOut:
         k = 0 if path == self.reference else int(str(path))
         return [np.full((1, 2, 4), float(k)) + np.arange(8).reshape(1, 2, 4)]
 
-    def evaluate(self, path: Path, *, limit: int | None = None) -> Evaluation:
-        return _evaluation(*self.table[int(str(path))])
+    def evaluate(self, path: Path, *, limit: int | None = None, stop: GateLimits | None = None, cache: object = None) -> Evaluation:
+        k = int(str(path))
+        self.calls.append((k, limit))
+        return _evaluation(*self.table[k])
 
 
 def test_search_never_returns_worse_than_a_trial_it_saw() -> None:
@@ -141,3 +144,88 @@ def test_best_trial_prefers_passing_with_fewest_float_layers() -> None:
         t.full = _evaluation(90.0, 1.0)
     assert best_trial(trials).kept == 3
     assert best_trial([t for t in trials if not t.full_pass]).kept == 0  # none passes: closest to passing, not the last tried
+
+
+@pytest.mark.parametrize("threshold", [1, 5, 17, 40, 63, 64])
+def test_search_needs_log_n_trials_and_returns_the_fewest_float_layers_that_pass(threshold: int) -> None:
+    """64 layers, a monotone curve passing from ``threshold`` float layers on: the answer is exactly
+    ``threshold``, found with O(log n) evaluations (a linear walk would take up to 64)."""
+    n = 64
+    layers = {f"l{i}": (f"n{i}",) for i in range(n)}
+    table = {k: (100.0 if k >= threshold else 90.0, 1.0 if k >= threshold else 0.9) for k in range(n + 1)}
+    held = _ScriptedHeldOut(table)
+    everything = {name for names in layers.values() for name in names}
+
+    def build(kept: list[str]) -> Path:
+        return Path(str(len(set(kept) & everything)))
+
+    result = run_gate(build, layers, held, limits=GateLimits(max_drop=1.0), subset=5)  # type: ignore[arg-type]
+    assert result.passed and len(result.kept_layers) == threshold
+    trials = [c for c in held.calls if c[0] != 0]
+    assert len(trials) <= 4 * int(np.ceil(np.log2(n))) + 2, trials  # doubling + bisect on the subset, then on all
+    assert len({k for k, _ in trials}) <= 2 * int(np.ceil(np.log2(n))) + 2
+
+
+def _held_counts(refs: list[int]) -> object:
+    """A HeldOut with only what certain_failure reads (per-image reference counts)."""
+    from edgecv.quant.gate import HeldOut
+
+    held = object.__new__(HeldOut)
+    held.task = "detect"
+    held._reference_counts = np.array(refs, np.int64)
+    return held
+
+
+def test_early_stop_only_when_the_limits_cannot_hold_whatever_the_rest_gives() -> None:
+    """Random per-image match counts: every prefix certain_failure flags fails the limits both with
+    the images that really follow and with the best possible rest (every remaining image perfect);
+    on the complete set it says exactly whether recall/precision fail."""
+    from edgecv.quant.gate import Scored
+
+    rng = np.random.default_rng(0)
+    limits = GateLimits(min_recall=0.9, min_precision=0.85)
+    empty = np.zeros(0)
+    flagged = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        refs = rng.integers(0, 6, n).tolist()
+        matches = []
+        for r in refs:
+            hit = int(rng.integers(max(r - 1, 0) if rng.random() < 0.7 else 0, r + 1))
+            cand = hit + int(rng.integers(0, 2 if rng.random() < 0.7 else 4))
+            matches.append(fid.DetectionMatch(r, cand, hit, empty, empty))
+        held = _held_counts(refs)
+
+        def fails(ms: list[fid.DetectionMatch]) -> bool:
+            s = fid.DetectionFidelity(ms).summary()
+            return s["recall"] < limits.min_recall or s["precision"] < limits.min_precision
+
+        for seen in range(n + 1):
+            stop = held.certain_failure(Scored(None, [None] * seen, matches[:seen]), n, limits)  # type: ignore[attr-defined]
+            if seen == n:
+                assert stop == fails(matches)
+            if stop:
+                flagged += 1
+                best_rest = [fid.DetectionMatch(r, r, r, empty, empty) for r in refs[seen:]]
+                assert fails(matches) and fails(matches[:seen] + best_rest)
+    assert flagged > 100  # the bound does stop evaluations
+
+
+def test_search_bisects_on_all_images_when_the_subset_overshoots() -> None:
+    """The subset needs 30 float layers, all images only 21: the full-set narrowing still finds 21."""
+    n = 64
+    layers = {f"l{i}": (f"n{i}",) for i in range(n)}
+    full = {k: (100.0, 1.0) if k >= 21 else (90.0, 0.9) for k in range(n + 1)}
+    sub = {k: (100.0, 1.0) if k >= 30 else (90.0, 0.9) for k in range(n + 1)}
+
+    class Noisy(_ScriptedHeldOut):
+        def evaluate(self, path: Path, *, limit: int | None = None, stop: GateLimits | None = None, cache: object = None) -> Evaluation:
+            k = int(str(path))
+            self.calls.append((k, limit))
+            return _evaluation(*(sub if limit else full)[k])
+
+    held = Noisy(full)
+    everything = {name for names in layers.values() for name in names}
+    result = run_gate(lambda kept: Path(str(len(set(kept) & everything))), layers, held, limits=GateLimits(max_drop=1.0), subset=5)  # type: ignore[arg-type]
+    assert result.passed and len(result.kept_layers) == 21
+    assert {t.kept for t in result.trials if t.full_pass} >= {21} and all(not t.full_pass for t in result.trials if t.kept < 21)

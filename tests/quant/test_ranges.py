@@ -58,3 +58,26 @@ def test_unknown_method_and_bad_percentile() -> None:
         s.amax("kl")
     with pytest.raises(ConfigError, match="percentile"):
         s.amax("percentile", 0)
+
+
+def test_shared_scratch_buffers_give_the_same_histograms() -> None:
+    """One Scratch reused across tensors of different sizes (as a statistics pass does) changes nothing."""
+    from edgecv.quant.ranges import Scratch
+
+    rng = np.random.default_rng(2)
+    chunks = {name: [rng.normal(0, scale * (1 + i), size).astype(np.float32) for i in range(4)]
+              for name, scale, size in (("a", 1.0, 7000), ("b", 30.0, 300), ("c", 0.01, 20000))}  # fmt: skip
+    shared, alone = Scratch(), {name: TensorStats() for name in chunks}
+    with_scratch = {name: TensorStats() for name in chunks}
+    for i in range(4):
+        for name, values in chunks.items():
+            with_scratch[name].update(values[i], scratch=shared)
+            alone[name].update(values[i])
+    for name in chunks:
+        s, t = with_scratch[name], alone[name]
+        assert (s.min, s.max, s.count, s.width) == (t.min, t.max, t.count, t.width)
+        assert np.array_equal(s.hist, t.hist)
+    one = TensorStats()
+    one.update(chunks["a"][0], scratch=shared)  # one chunk: the bins numpy's astype gives
+    x = np.abs(chunks["a"][0]) * np.float32(1.0 / one.width)
+    assert np.array_equal(one.hist, np.bincount(np.minimum(x.astype(np.int64), one.hist.size - 1), minlength=one.hist.size))
