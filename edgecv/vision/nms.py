@@ -1,4 +1,6 @@
-"""Non-maximum suppression in pure numpy, bit-compatible with ``torchvision.ops.batched_nms``.
+"""Non-maximum suppression bit-compatible with ``torchvision.ops.batched_nms``: ONNX Runtime's kernel
+up to 2,048 boxes (:mod:`edgecv.vision.nms_kernel`), numpy routes above and where the kernel's
+arithmetic would differ.
 
 The kept set is the one torchvision keeps on CPU for the same float32 or
 float64 inputs with finite values (checked against torchvision 0.28's Python
@@ -18,8 +20,12 @@ same arithmetic in the same precision:
   coordinates. Like torchvision's trick, boxes with coordinates below -1 can
   then meet boxes of another class; boxes with all coordinates >= -1 never do.
 
-Algorithm: greedy NMS in score order (the result is the greedy one exactly), by
-one of these routes chosen from the input, all computing each IoU as above:
+Algorithm: greedy NMS in score order (the result is the greedy one exactly). Up to
+2,048 float32 boxes with finite corners (x2 >= x1, y2 >= y1) and a threshold in
+[0, 1], ONNX Runtime's ``NonMaxSuppression`` kernel runs the loop in C++ (the
+10-300 candidates of a real frame cost numpy its per-call overhead, not arithmetic);
+``route="numpy"`` forces the numpy routes, which serve everything else. They are
+chosen from the input, all computing each IoU as above:
 
 - up to 128 boxes: one dense (N, N) IoU matrix; its rows are packed into Python
   ints and resolved with bit operations, one Python step per kept box that meets
@@ -52,6 +58,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecv.vision import nms_kernel
+
 _BLOCK = 64
 # Up to this many boxes, one dense (N, N) IoU matrix resolved with bit masks (fewest numpy calls).
 _DENSE_MAX = 128
@@ -72,6 +80,12 @@ _WINDOW_BLOCK = 128  # starting block size 64, adapted between 16 and 512
 # torchvision.ops.batched_nms switches from the coordinate trick to a per-class
 # loop when boxes.numel() > 4000 on CPU; mirrored so the kept set is identical.
 _TRICK_MAX_NUMEL = 4000
+# Up to this many boxes ONNX Runtime's kernel runs the greedy loop (in C++); above, the numpy routes'
+# candidate search scales better where many boxes are kept (scripts/bench_nms.py).
+_KERNEL_MAX = 2048
+# ONNX Runtime's kernel with the coordinate trick: above this many boxes one score row per class
+# (each class's loop meets only its own boxes); below, one row (fewer numpy calls).
+_KERNEL_ROWS_MIN = 200
 
 
 def nms(
@@ -80,6 +94,8 @@ def nms(
     class_ids: np.ndarray | None,
     iou_threshold: float,
     max_det: int | None = None,
+    *,
+    route: str = "auto",
 ) -> np.ndarray:
     """Greedy non-maximum suppression, class-aware when ``class_ids`` is given.
 
@@ -90,6 +106,9 @@ def nms(
         class_ids: (N,) integer class per box, or None for class-agnostic NMS.
         iou_threshold: a box whose IoU with a kept box is > this is dropped.
         max_det: keep at most this many (the highest-scoring survivors).
+        route: ``"auto"``: ONNX Runtime's kernel (:mod:`edgecv.vision.nms_kernel`) where it
+            keeps torchvision's set (float32, finite boxes with x2 >= x1 and y2 >= y1, threshold
+            in [0, 1]), else numpy; ``"numpy"``: numpy always. Both keep the same boxes.
 
     Returns:
         (K,) int64 indices into the inputs of the kept boxes, by descending
@@ -115,6 +134,8 @@ def nms(
             )
     if max_det is not None and max_det < 0:
         raise ValueError(f"max_det must be >= 0 or None, got {max_det}")
+    if route not in ("auto", "numpy"):
+        raise ValueError(f"route must be 'auto' or 'numpy', got {route!r}")
     if n == 0 or max_det == 0:
         return np.zeros(0, np.int64)
 
@@ -128,13 +149,25 @@ def nms(
             offsets = class_ids.astype(boxes.dtype) * (boxes.max() + boxes.dtype.type(1))
 
     order = _score_order(scores)
+    thr = _threshold(iou_threshold, boxes.dtype)
+    limit = n if max_det is None else min(max_det, n)
+    if route != "numpy" and n <= _KERNEL_MAX and (run := nms_kernel.session()) is not None:
+        ordered = boxes[order]
+        if offsets is not None:
+            ordered += offsets[order, None]
+        if nms_kernel.applies(ordered, thr):
+            # shifted classes never meet when every input coordinate is >= 0 (a gap of at least 1 between
+            # them): then one score row per class is the trick's result, with less work than one row for all
+            rows = per_class
+            if offsets is not None and n > _KERNEL_ROWS_MIN and boxes.min() >= 0:
+                rows = class_ids
+            cls = None if rows is None else rows[order]
+            return order[nms_kernel.greedy(run, ordered, cls, thr, limit)[:limit]].astype(np.int64, copy=False)
     data = np.empty((5, n), boxes.dtype)  # rows x1 y1 x2 y2 area, columns in score order
     data[:4] = boxes[order].T
     if offsets is not None:
         data[:4] += offsets[order]
     data[4] = (data[2] - data[0]) * (data[3] - data[1])
-    thr = _threshold(iou_threshold, boxes.dtype)
-    limit = n if max_det is None else min(max_det, n)
     if n <= _DENSE_MAX:  # one dense block (always the coordinate trick here: n * 4 <= 4000)
         with np.errstate(invalid="ignore", divide="ignore"):
             ranks = _resolve_dense(_suppresses(data, data, None, None, thr))

@@ -1,11 +1,25 @@
-"""nms() against plain Python references, and against torchvision when it is importable."""
+"""nms() against plain Python references, and against torchvision when it is importable.
+
+Every test runs twice: on the default route (ONNX Runtime's kernel where it applies) and on
+the numpy routes alone, so both keep exactly torchvision's set.
+"""
 
 from __future__ import annotations
+
+import functools
+import sys
 
 import numpy as np
 import pytest
 
+from edgecv.vision import nms as nms_module
 from edgecv.vision.nms import nms
+
+
+@pytest.fixture(autouse=True, params=["auto", "numpy"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys.modules[__name__], "nms", functools.partial(nms_module.nms, route=request.param))
+    return request.param
 
 # Thresholds that are exact in binary: with integer box coordinates every area,
 # intersection and union is exact in float32 too, so float32 IoU > thr gives the
