@@ -52,3 +52,18 @@ def test_preprocess_follows_metadata() -> None:
     assert z.shape == (1, 32, 32, 3) and z.dtype == np.uint8
     with pytest.raises(ValueError, match="BGR uint8"):
         preprocess(image.astype(np.float32), meta)
+
+
+@pytest.mark.parametrize("color", ["BGR", "RGB"])
+@pytest.mark.parametrize("norm", [((0, 0, 0), (1, 1, 1)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_preprocess_is_the_plain_float32_formula_bit_for_bit(color: str, norm: tuple) -> None:
+    """The one-pass NCHW conversion equals convert-scale-normalize-transpose done step by step in float32."""
+    rng = np.random.default_rng(len(color) + int(norm[0][0] * 1000))
+    meta = ModelMeta("detect", ("a",), (320, 320), "yolov8", dynamic=True, color=color, mean=norm[0], std=norm[1])
+    for shape in ((480, 640), (333, 101)):
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        got, _ = preprocess(image, meta)
+        boxed, _ = letterbox(image, (320, 320), pad_value=meta.pad_value, stride=meta.stride)
+        x = (boxed[..., ::-1] if color == "RGB" else boxed).astype(np.float32) * np.float32(1 / 255)
+        x = (x - np.asarray(norm[0], np.float32)) / np.asarray(norm[1], np.float32)
+        assert got.flags.c_contiguous and np.array_equal(got, x.transpose(2, 0, 1)[None])
