@@ -42,6 +42,11 @@ from edgecv.track import ByteTrack, TrackConfig
 
 log = logging.getLogger(__name__)
 
+
+def _READY_NOW() -> bool:  # noqa: N802 (a constant predicate): take only what is ready, never wait
+    return True
+
+
 SourceSpec = Any  # a started Source, or what open_source accepts (path, URL, pipeline, camera index)
 
 
@@ -224,6 +229,13 @@ class Stream:
         self._last_lane = -1
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
+        # batches taken and not yet delivered, in take order; with inflight > 1 the loop's thread and
+        # the workers take batches (under _take_lock), the loop's thread delivers them
+        self._pending: deque[_InFlight] = deque()
+        self._take_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._running = 0
+        self._ended = False
         self.lanes: list[_Lane] = []
         opened: list[Any] = []
         tracker_factory = self._tracker_factory(model)
@@ -369,30 +381,33 @@ class Stream:
         t_batch: float | None = None
         last: list[_Lane] = []
         pool = ThreadPoolExecutor(cfg.inflight, thread_name_prefix="edgecv-infer") if cfg.inflight > 1 else None
-        pending: deque[_InFlight] = deque()
-        ended = False
+        pending = self._pending
         try:
             while True:
-                if not ended and not self._stop.is_set() and len(pending) < cfg.inflight:
+                if not self._ended and not self._stop.is_set() and len(pending) < cfg.inflight:
                     if t_batch is not None:  # the loop's busy time since it took the last batch (no waiting)
                         busy_ms = (perf() - t_batch) * 1e3
                         for lane in last:
                             lane.prefetch.note_busy(busy_ms)
                         t_batch = None
-                    head_done = pending[0].done if pending else None
-                    batch = self._collect(until=head_done)
-                    if batch is None:
-                        ended = True
-                    elif batch:
-                        t_batch, last = perf(), [lane for lane, _ in batch]
-                        pending.append(self._submit(batch, pool))
+                    with self._take_lock:  # batches are taken here or by a worker that just finished one
+                        batch = self._collect(until=pending[0].done if pending else None)
+                        if batch is None:
+                            self._ended = True
+                        elif batch:
+                            t_batch, last = perf(), [lane for lane, _ in batch]
+                            self._submit(batch, pool)
+                    if batch:
                         continue  # fill the pipeline before delivering
-                    elif not pending:
+                    if batch is not None and not pending:
                         if self._on_idle is not None:
                             self._on_idle()
                         continue
                 if not pending:
-                    break
+                    with self._take_lock:  # a worker may be taking one right now: it is in pending once this is free
+                        if not pending:
+                            break
+                    continue
                 for fr, lane in self._finish(pending.popleft()):  # a stop takes effect after the batches in flight
                     t_yield = perf()
                     try:
@@ -470,15 +485,47 @@ class Stream:
         lane.summary.stop_reason = "error"
         log.error("source %d (%s) failed and was dropped; the others go on: %s", lane.index, lane.summary.source, exc)
 
-    def _submit(self, batch: list[tuple[_Lane, Any]], pool: ThreadPoolExecutor | None) -> _InFlight:
-        """Start inferring ``batch``: on a worker of ``pool``, or here (no pool) before returning."""
+    def _submit(self, batch: list[tuple[_Lane, Any]], pool: ThreadPoolExecutor | None) -> None:
+        """Queue ``batch`` (with :attr:`_take_lock` held: queue order is take order) and start inferring
+        it: on a worker of ``pool``, or here (no pool) before returning."""
         flight = _InFlight(batch, time.time())
+        self._pending.append(flight)
         if pool is None:
             flight.run(self)
-            return flight
-        flight.future = pool.submit(flight.run, self)
+            return
+        with self._count_lock:
+            self._running += 1
+        flight.future = pool.submit(self._work, flight, pool)
         flight.future.add_done_callback(lambda _: self._batcher.wake())  # a waiting _collect delivers it first
-        return flight
+
+    def _work(self, flight: _InFlight, pool: ThreadPoolExecutor) -> tuple[list[Any], float, int]:
+        """A worker's task: infer ``flight``, then take the next batch if one is ready (queued on this
+        same pool, so this thread picks it up as soon as it returns) instead of leaving the core idle
+        until the loop's thread comes round to it. Measured on a 2-core machine (YOLOv8n-size, 2 in
+        flight) before this refill: the workers sat idle 9-10% of the time between batches."""
+        try:
+            return flight.run(self)
+        finally:
+            with self._count_lock:
+                self._running -= 1
+                room = self._running < self.config.inflight
+            # at most one inflight's worth of finished batches waits for the consumer (bounded read-ahead)
+            if room and len(self._pending) < 2 * self.config.inflight and self._take_lock.acquire(blocking=False):
+                try:
+                    if not self._ended and not self._stop.is_set() and not self._closed:
+                        batch = self._collect(until=_READY_NOW)
+                        if batch is None:
+                            self._ended = True
+                        elif batch:
+                            self._submit(batch, pool)
+                except BaseException as exc:  # delivered in order by the loop's thread
+                    failed = _InFlight([], time.time())
+                    failed.future = Future()
+                    failed.future.set_exception(exc)
+                    self._pending.append(failed)
+                    self._batcher.wake()
+                finally:
+                    self._take_lock.release()
 
     def _infer(self, batch: list[tuple[_Lane, Any]]) -> tuple[list[Any], float, int]:
         """Preprocess (GPU) and infer ``batch`` on the calling thread: (outputs, infer ms, engine calls)."""

@@ -112,7 +112,7 @@ def test_an_inference_error_is_raised_after_every_call_in_flight_ended(video: Pa
         for r in stream:
             seen.append(r.index)
     assert model.running == 0  # nothing still runs on a model the caller is about to close
-    assert seen == [0, 1, 2] and model.calls == 5
+    assert seen == [0, 1, 2] and model.calls >= 5  # 4 (at least) was running when 3 failed
     assert stream.summaries[0].stop_reason == "error"
 
 
@@ -124,7 +124,7 @@ def test_breaking_out_waits_for_the_calls_in_flight(video: Path) -> None:
         in_flight_at_break = model.running
         if in_flight_at_break:  # break while a call runs
             break
-    assert in_flight_at_break == 1 and model.running == 0
+    assert in_flight_at_break >= 1 and model.running == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("edgecv-infer") and t.is_alive()]
     assert stream.summaries[0].stop_reason == "stop"
 
@@ -138,8 +138,8 @@ def test_stop_delivers_the_batches_in_flight_then_ends(video: Path) -> None:
         seen.append(r.index)
         if r.index == 10:
             stop.set()
-    # what was taken before the stop is delivered (at most one more batch), nothing after
-    assert seen == list(range(len(seen))) and 11 <= len(seen) <= 12
+    # what was taken before the stop is delivered (at most 2 x inflight batches wait), nothing after
+    assert seen == list(range(len(seen))) and 11 <= len(seen) <= 11 + 2 * 2
     assert model.calls == len(seen)  # every inferred frame was delivered
     (summary,) = stream.summaries
     assert summary.frames == len(seen) and summary.stop_reason == "stop" and summary.interrupted
@@ -161,3 +161,17 @@ def test_real_model_gives_the_same_boxes_with_two_in_flight(det_onnx: Path, demo
     assert sum(len(b) for b in one) > 0
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def test_workers_take_the_next_frame_themselves_within_a_bounded_read_ahead(video: Path) -> None:
+    """A worker that finishes takes the next ready frame itself (no idle core while the loop's thread is
+    busy), but never runs more than 2 x inflight frames ahead of a slow consumer."""
+    model = ConcurrentModel(slow_s=0.004, uniform=True)
+    ahead = []
+    with edgecv.stream(model, video, inflight=2) as stream:
+        for i, r in enumerate(stream):
+            assert r.index == i
+            time.sleep(0.02)  # a slow consumer: the workers run ahead of it
+            ahead.append(model.calls - (i + 1))
+    assert 2 < max(ahead) <= 2 * 2 + 1
+    assert model.calls == 60
