@@ -159,6 +159,7 @@ def run(
         from edgecv.artifact import atomic_write_bytes
 
         data = result.sources[0].to_dict() if len(srcs) == 1 else result.to_dict()
+        data["inference"] = {"inflight": plan.inflight, "threads": plan.threads, "reason": plan.reason}
         atomic_write_bytes(stats_json, json.dumps(data, indent=2).encode())
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)

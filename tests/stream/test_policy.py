@@ -3,6 +3,7 @@ a given --threads kept as a budget, live sources one at a time; and `edgecv run`
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _run(*args: str) -> str:
     return result.output if result.exit_code == 0 else f"exit {result.exit_code}: {result.output}"
 
 
-def test_run_applies_the_policy(det_onnx: Path, demo_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_applies_the_policy(det_onnx: Path, demo_video: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setenv("COLUMNS", "300")
     base = (str(det_onnx), "--source", str(demo_video), "--max-frames", "6")
@@ -58,6 +59,9 @@ def test_run_applies_the_policy(det_onnx: Path, demo_video: Path, monkeypatch: p
     assert "inference: one at a time (1 thread(s) as asked)" in _run(*base, "--threads", "1")
     assert "inference: one at a time (live source" in _run(*base, "--realtime")
     assert "inference: 3 in flight as asked" in _run(*base, "--inflight", "3", "--threads", "1")
+    _run(*base, "--stats-json", str(tmp_path / "stats.json"))
+    inference = json.loads((tmp_path / "stats.json").read_text())["inference"]
+    assert inference == {"inflight": 2, "threads": 1, "reason": "2 in flight, 1 thread(s) each (2 cores, file source)"}
     bad = _run(*base, "--inflight", "0")
     assert bad.startswith("exit 2") and "--inflight must be at least 1" in bad
 
