@@ -188,6 +188,8 @@ def _check_size_fits(engine: BaseEngine, asked: tuple[int, ...] | None) -> None:
     """The size frames are letterboxed to fits what the engine accepts (a TensorRT profile), checked
     at load rather than at the first frame. Minimal padding may make a frame smaller than the size
     in one dimension; that lower bound is the profile's own (a quarter of the size, by default)."""
+    import shlex
+
     accepted = engine.input_hw_range()
     if accepted is None:
         return
@@ -196,8 +198,6 @@ def _check_size_fits(engine: BaseEngine, asked: tuple[int, ...] | None) -> None:
     if lo_h <= h <= hi_h and lo_w <= w <= hi_w:
         return
     built = f"{hi_h},{hi_w}" if (lo_h, lo_w) == (hi_h, hi_w) else f"{lo_h},{lo_w} to {hi_h},{hi_w}"
-    import shlex
-
     manifest = getattr(engine, "manifest", None)
     words = shlex.split((manifest or {}).get("build_command") or f"edgecv build-engine MODEL.onnx -o {engine.path}")
     for flag in ("--imgsz", "--square"):  # the same build at the new size

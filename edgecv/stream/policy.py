@@ -4,9 +4,10 @@ One ONNX Runtime call with N intra-op threads does not keep N cores busy: betwee
 sections the workers wait (or spin, burning the cores that decoding and preprocessing need),
 and the loop's own work (decode, letterbox, NMS) runs while they idle. Two calls in flight with
 N/2 threads each overlap those gaps. Measured with a YOLOv8n-size model at 320 on a 2-core
-machine (``scripts/bench_run_vs_bare.py``, separate processes, alternating): bare inference with
-ONNX Runtime's defaults (2 spinning threads) ran 157 FPS, one thread 90 FPS, two one-thread
-calls in flight 172 FPS.
+machine (``scripts/bench_run_vs_bare.py`` and ``scripts/bench_thread_policy.py``, separate
+processes, alternating): bare inference with ONNX Runtime's defaults (2 spinning threads) ran
+165-170 FPS, 2 threads without spinning 134-140, one thread 91-94, two one-thread calls in
+flight 179-183; ``edgecv run`` with two in flight 0.965-0.967 of the fastest of those bare runs.
 
 The cost is latency: each frame's inference takes about as long as on N/2 threads. So the
 automatic choice overlaps calls only where throughput is what is asked for: files and image
