@@ -37,29 +37,15 @@ BARE = r"""
 import json, sys, time
 import edgecv
 from edgecv.bench.latency import frames_from
-from concurrent.futures import ThreadPoolExecutor
+from edgecv.bench.loop import infer_all
 model_path, source, threads, spinning = sys.argv[1], sys.argv[2], (int(sys.argv[3]) or None), sys.argv[4] == "1"
 inflight = int(sys.argv[5])
 frames = frames_from(source, limit=100_000)
 with edgecv.load(model_path, threads=threads, spinning=spinning) as model:
     tensors = [model.preprocess(f)[0] for f in frames]
-    engine = model.engine
-    pool = ThreadPoolExecutor(inflight)
-    def infer_all(batch):
-        if inflight == 1:
-            for feeds in batch:
-                engine.infer(feeds)
-            return
-        pending = []
-        for feeds in batch:
-            pending.append(pool.submit(engine.infer, feeds))
-            if len(pending) >= inflight:
-                pending.pop(0).result()
-        for f in pending:
-            f.result()
-    infer_all(tensors[:10])
+    infer_all(model.engine, tensors[:10], inflight)
     wall, cpu = time.perf_counter(), time.process_time()
-    infer_all(tensors)
+    infer_all(model.engine, tensors, inflight)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 print(json.dumps({"frames": len(tensors), "fps": len(tensors) / wall, "cpu_ms_per_frame": cpu * 1e3 / len(tensors)}))
 """

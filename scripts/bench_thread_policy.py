@@ -35,7 +35,7 @@ CHILD = r"""
 import json, sys, time
 import edgecv
 from edgecv.bench.latency import frames_from
-from concurrent.futures import ThreadPoolExecutor
+from edgecv.bench.loop import infer_all
 from edgecv.stream.pipeline import run_sources
 from edgecv.stream.sources import open_source
 from edgecv.stream.streaming import StreamConfig
@@ -44,18 +44,9 @@ inflight = options.pop("inflight", 1)
 with edgecv.load(model_path, **options) as model:
     if kind == "bare":
         tensors = [model.preprocess(f)[0] for f in frames_from(source, limit=100_000)]
-        pool = ThreadPoolExecutor(inflight)
-        def infer_all(batch):
-            pending = []
-            for t in batch:
-                pending.append(pool.submit(model.engine.infer, t))
-                if len(pending) >= inflight:
-                    pending.pop(0).result()
-            for f in pending:
-                f.result()
-        infer_all(tensors[:10])
+        infer_all(model.engine, tensors[:10], inflight)
         wall, cpu = time.perf_counter(), time.process_time()
-        infer_all(tensors)
+        infer_all(model.engine, tensors, inflight)
         wall, cpu, n = time.perf_counter() - wall, time.process_time() - cpu, len(tensors)
         print(json.dumps({"fps": n / wall, "cpu_ms": cpu * 1e3 / n}))
     else:
