@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,25 +126,35 @@ def test_cli_foreign_model_needs_imgsz_then_calibrates_from_video(det_onnx: Path
     assert again.exit_code == 2 and "quantization nodes" in again.output
 
 
-def test_quantized_tail_fails_at_the_operating_point_though_the_map_limit_holds(det_onnx: Path, calib_set: Path) -> None:
-    """The shipped detector with its tail quantized (CPU target): one UINT8 scale over 0-256 px boxes and 0-1 scores.
-
-    A limit on mAP alone (the old gate) passes it when the limit is just above its drop; at
-    conf 0.25 it loses FP32's detections, and the gate now says so.
-    """
+def _tail_builders(det_onnx: Path, calib_set: Path) -> tuple[Any, Any, Any]:
+    """(calibration/held-out split, builder of the CPU INT8 graph with its output tail quantized
+    ("crushed": one scale over boxes and scores), builder of the same graph with the tail kept float)."""
     from edgecv.export.convert import read_meta
     from edgecv.graph.onnx_graph import load_onnx
     from edgecv.quant import calib_data, qdq
     from edgecv.quant.collect import collect_stats
-    from edgecv.quant.gate import GateLimits, HeldOut, ModelBuilder
+    from edgecv.quant.gate import ModelBuilder
 
     meta = read_meta(det_onnx)
     prepared = qdq.prepare(load_onnx(det_onnx))
     images = calib_data.gather(calib_set / "images", num=48, holdout=24, seed=0)
     stats, _ = collect_stats(prepared, calib_data.tensors(images.calibration, meta, []))
     ranges = qdq.tensor_ranges(stats, qdq.amaxes(stats, "percentile"), symmetric=False)
-    crushed = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=False)[0], meta.replace(precision="int8"))
-    kept = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=True)[0], meta.replace(precision="int8"))
+    int8 = meta.replace(precision="int8")
+    crushed = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=False)[0], int8)
+    kept = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=True)[0], int8)
+    return images, crushed, kept
+
+
+def test_quantized_tail_fails_at_the_operating_point_though_the_map_limit_holds(det_onnx: Path, calib_set: Path) -> None:
+    """The shipped detector with its tail quantized (CPU target): one UINT8 scale over 0-256 px boxes and 0-1 scores.
+
+    A limit on mAP alone (the old gate) passes it when the limit is just above its drop; at
+    conf 0.25 it loses FP32's detections, and the gate now says so.
+    """
+    from edgecv.quant.gate import GateLimits, HeldOut
+
+    images, crushed, kept = _tail_builders(det_onnx, calib_set)
     try:
         held = HeldOut(images.holdout, det_onnx)
         assert held.fp32.score == pytest.approx(100.0) and held.fp32.fidelity["recall"] == 1.0
@@ -192,19 +203,9 @@ def test_cli_refuses_to_pass_on_too_few_held_out_images(det_onnx: Path, calib_se
 def test_trial_evaluation_reuses_images_and_stops_only_on_certain_failure(det_onnx: Path, calib_set: Path) -> None:
     """A trial's subset results are the first images of its full evaluation (same figures as a fresh
     one); an evaluation stopped early is one the complete evaluation fails; one that can pass is complete."""
-    from edgecv.export.convert import read_meta
-    from edgecv.graph.onnx_graph import load_onnx
-    from edgecv.quant import calib_data, qdq
-    from edgecv.quant.collect import collect_stats
-    from edgecv.quant.gate import GateLimits, HeldOut, ModelBuilder, Scored
+    from edgecv.quant.gate import GateLimits, HeldOut, Scored
 
-    meta = read_meta(det_onnx)
-    prepared = qdq.prepare(load_onnx(det_onnx))
-    images = calib_data.gather(calib_set / "images", num=48, holdout=24, seed=0)
-    stats, _ = collect_stats(prepared, calib_data.tensors(images.calibration, meta, []))
-    ranges = qdq.tensor_ranges(stats, qdq.amaxes(stats, "percentile"), symmetric=False)
-    crushed = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=False)[0], meta.replace(precision="int8"))
-    kept = ModelBuilder(lambda keep: qdq.quantize(prepared, ranges, target="cpu", keep_tail=True)[0], meta.replace(precision="int8"))
+    images, crushed, kept = _tail_builders(det_onnx, calib_set)
     try:
         held = HeldOut(images.holdout, det_onnx)
         gate = GateLimits()
