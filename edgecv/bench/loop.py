@@ -70,15 +70,14 @@ def loop_benchmark(
     """Median loop FPS and best bare-inference FPS of ``model_path`` on every frame of the video ``source``."""
     import edgecv
     from edgecv.bench.latency import frames_from
-    from edgecv.engine.onnxruntime import resolve_providers
-    from edgecv.engine.registry import backend_for
+    from edgecv.engine.registry import runs_on_cpu
     from edgecv.stream.policy import ParallelismConfig
 
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats}")
     source = Path(source)
     frames = frames_from(source, limit=100_000)
-    on_cpu = backend_for(Path(model_path)) == "onnxruntime" and resolve_providers(None)[0] == "CPUExecutionProvider"
+    on_cpu = runs_on_cpu(Path(model_path))
     plan = ParallelismConfig.choose(cpu_backend=on_cpu, live=False, threads=threads, inflight=inflight)
     # bare: ONNX Runtime's defaults (spinning) and edgecv's, unless a thread count was asked for
     kinds = {"spinning": {"spinning": True}, "no spinning": {}} if on_cpu and threads is None else {"as asked": {"threads": threads}}

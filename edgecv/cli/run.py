@@ -92,7 +92,7 @@ def run(
     )  # validates
     path = default_model(model)
     size = imgsz_arg(imgsz)
-    from edgecv.engine.registry import backend_for
+    from edgecv.engine.registry import backend_for, runs_on_cpu
 
     options: dict[str, Any] = {}
     if triton is not None:  # MODEL names the model on the server; the network runs there
@@ -110,7 +110,7 @@ def run(
         options["cuda_graph"] = True
     thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("classes", int_list(classes, "--classes"))) if v is not None}
     live = realtime or any(_is_live(spec) for spec in specs)  # no source: the demo video
-    plan = ParallelismConfig.choose(cpu_backend=triton is None and not is_trt and _cpu_provider(), live=live, threads=threads, inflight=inflight)
+    plan = ParallelismConfig.choose(cpu_backend=triton is None and runs_on_cpu(path), live=live, threads=threads, inflight=inflight)
     if plan.threads is not None:
         options["threads"] = plan.threads
     config = dataclasses.replace(config, inflight=plan.inflight)
@@ -347,13 +347,6 @@ def _is_live(spec: Any) -> bool:
         return source_kind(spec) in LIVE_KINDS
     except SourceError:
         return False
-
-
-def _cpu_provider() -> bool:
-    """ONNX Runtime would run the model on its CPU provider (no GPU provider in this build)."""
-    from edgecv.engine.onnxruntime import resolve_providers
-
-    return resolve_providers(None)[0] == "CPUExecutionProvider"
 
 
 def _print_summary(result: Any, model: Any, plan: Any) -> None:

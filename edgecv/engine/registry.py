@@ -25,6 +25,16 @@ def available_backends() -> list[str]:
     return [name for name, (_, _, dep, _) in BACKENDS.items() if is_available(dep)]
 
 
+def runs_on_cpu(path: Path) -> bool:
+    """The model file would run on ONNX Runtime's CPU provider (an .onnx file, no GPU provider in this
+    onnxruntime build): where its intra-op threads, and frames in flight, apply."""
+    if backend_for(path) != "onnxruntime":
+        return False
+    from edgecv.engine.onnxruntime import resolve_providers
+
+    return resolve_providers(None)[0] == "CPUExecutionProvider"
+
+
 def backend_for(path: Path, backend: str = "auto") -> str:
     if backend != "auto":
         if backend not in BACKENDS:
